@@ -1,0 +1,77 @@
+# Cinema Billing — every command a developer needs. `make help` lists them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST := $(VENV)/bin/pytest
+PYTHON_VERSION ?= python3.11
+
+.DEFAULT_GOAL := help
+.PHONY: help install up down restart status demo test test-unit test-integration token lint format \
+	requirements bench clean
+
+help: ## this list
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(PY):
+	$(PYTHON_VERSION) -m venv $(VENV) || python3 -m venv $(VENV)
+
+$(VENV)/.installed: $(PY) requirements.txt billing/pyproject.toml pay_api/pyproject.toml etl/pyproject.toml
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e billing -e pay_api -e etl
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install the pinned requirements and the services
+
+up: install ## start the whole system in the background (offline defaults), print the URLs
+	@scripts/stack.sh up
+
+down: ## stop everything `make up` started
+	@scripts/stack.sh down
+
+restart: down up ## down, then up
+
+status: ## which services run
+	@scripts/stack.sh status
+
+demo: install ## play the user scenario against the running system (after `make up`)
+	@$(PY) scripts/demo.py
+
+test: install ## every test: unit and service tests of each service, then the integration tests
+	@scripts/stack.sh datastores
+	$(PYTEST) -q admin/tests etl/tests
+	$(PYTEST) -q billing/tests
+	$(PYTEST) -q pay_api/tests
+	$(PYTEST) -q integration_tests
+
+test-unit: install ## only the tests of each service
+	@scripts/stack.sh datastores
+	$(PYTEST) -q admin/tests etl/tests billing/tests pay_api/tests
+
+test-integration: install ## only the black-box tests (start their own stack on other ports)
+	@scripts/stack.sh datastores
+	$(PYTEST) -q integration_tests
+
+# make token USER=<uuid>            a user token for billing's public API
+# make token SERVICE=movies         a service token for billing's internal API (aud=billing)
+token: install ## mint a development token: USER=<uuid> or SERVICE=<name> [AUD=billing]
+	@$(PY) scripts/mint_token.py $(if $(SERVICE),--service $(SERVICE) --audience $(or $(AUD),billing),--user "$(USER)")
+
+bench: install ## access-check benchmark against the running system (see bench/README.md)
+	@$(PY) bench/access_check.py
+
+lint: install ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## ruff format and fix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+requirements: $(PY) ## recompile requirements.txt from requirements.in
+	$(PY) -m pip install -q pip-tools
+	$(VENV)/bin/pip-compile -q --no-emit-index-url --no-emit-find-links --strip-extras \
+		-o requirements.txt requirements.in
+
+clean: down ## stop and remove var/ (logs, localstripe's file, our own datastores)
+	rm -rf var

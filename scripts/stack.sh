@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Runs the whole system as local background processes.
+#
+#   scripts/stack.sh datastores   PostgreSQL and Redis: use the ones answering, else start our own
+#   scripts/stack.sh up [--fresh] datastores, databases, migrations, demo data, every service; waits
+#                                 until all answer, then prints the URLs (--fresh drops the databases)
+#   scripts/stack.sh down         stops every service this data folder started
+#   scripts/stack.sh status       what runs, with pids and health
+#   scripts/stack.sh env          prints the effective settings (KEY=value), for other scripts
+#
+# Settings: the caller's environment, then .env, then .env.example (first one wins). The database
+# and service URLs are derived from the ports unless set explicitly.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+load_env_file() {
+  local file=$1 line key value
+  [ -f "$file" ] || return 0
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in '' | \#*) continue ;; esac
+    key=${line%%=*}
+    value=${line#*=}
+    [ -n "${!key+x}" ] || export "$key=$value"
+  done <"$file"
+}
+load_env_file .env
+load_env_file .env.example
+
+DATA_DIR=$(mkdir -p "$DATA_DIR" && cd "$DATA_DIR" && pwd)
+LOG_DIR=$DATA_DIR/log
+RUN_DIR=$DATA_DIR/run
+# Our own PostgreSQL and Redis (only if none answer) live in one place for every stack of this
+# checkout, so the development and the test stack share them.
+DATASTORE_DIR=${DATASTORE_DIR:-$ROOT/var/datastores}
+mkdir -p "$LOG_DIR" "$RUN_DIR"
+PY=${PYTHON:-$ROOT/.venv/bin/python}
+BIN=$(dirname "$PY")
+
+pg=postgresql://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT
+export ADMIN_DATABASE_URL=${ADMIN_DATABASE_URL:-$pg/${DB_PREFIX}_admin}
+export BILLING_DATABASE_URL=${BILLING_DATABASE_URL:-postgresql+asyncpg://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT/${DB_PREFIX}_billing}
+export PAY_API_DATABASE_URL=${PAY_API_DATABASE_URL:-postgresql+psycopg://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT/${DB_PREFIX}_pay_api}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/$REDIS_DB}
+export ADMIN_URL=${ADMIN_URL:-http://127.0.0.1:$ADMIN_PORT}
+export BILLING_URL=${BILLING_URL:-http://127.0.0.1:$BILLING_PORT}
+export PAY_API_URL=${PAY_API_URL:-http://127.0.0.1:$PAY_API_PORT}
+export PAY_API_PUBLIC_URL=${PAY_API_PUBLIC_URL:-http://127.0.0.1:$PAY_API_PORT}
+if [ "${STRIPE_OFFLINE:-1}" = 1 ]; then
+  export STRIPE_API_BASE=${STRIPE_API_BASE:-http://127.0.0.1:$LOCALSTRIPE_PORT}
+  export STRIPE_JS_URL=${STRIPE_JS_URL:-http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/}
+  export STRIPE_REGISTER_WEBHOOK=${STRIPE_REGISTER_WEBHOOK:-1}
+else
+  export STRIPE_API_BASE=${STRIPE_API_BASE:-} STRIPE_JS_URL=${STRIPE_JS_URL:-}
+  export STRIPE_REGISTER_WEBHOOK=${STRIPE_REGISTER_WEBHOOK:-0}
+fi
+export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
+export ETL_STATE_FILE=${ETL_STATE_FILE:-$DATA_DIR/etl/state.json}
+export DATA_DIR PYTHONUNBUFFERED=1
+
+say() { printf '%s\n' "$*" >&2; }
+
+as_postgres() {
+  # PostgreSQL refuses to run as root; run its tools as the postgres user then.
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+apt_install() {
+  say "installing $* with apt-get"
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; fi
+}
+
+postgres_answers() {
+  command -v pg_isready >/dev/null && pg_isready -q -h "$POSTGRES_HOST" -p "$POSTGRES_PORT"
+}
+
+redis_answers() {
+  "$PY" - "$REDIS_PORT" <<'EOF' 2>/dev/null
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)
+s.sendall(b"PING\r\n")
+sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
+EOF
+}
+
+ensure_postgres() {
+  postgres_answers && return 0
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql postgresql-client
+  postgres_answers && return 0
+  local bin data=$DATASTORE_DIR/postgres
+  bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
+  mkdir -p "$DATASTORE_DIR"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    mkdir -p "$data"
+    [ "$(id -u)" = 0 ] && chown postgres "$data"
+    say "PostgreSQL: creating a cluster in $data"
+    as_postgres "$bin/initdb" -D "$data" -U "$POSTGRES_USER" --auth=trust >/dev/null
+  fi
+  say "PostgreSQL: starting our own on $POSTGRES_HOST:$POSTGRES_PORT"
+  as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
+    -o "-p $POSTGRES_PORT -c listen_addresses=$POSTGRES_HOST -k $data" start >/dev/null
+  postgres_answers
+}
+
+ensure_redis() {
+  redis_answers && return 0
+  command -v redis-server >/dev/null || apt_install redis-server
+  mkdir -p "$DATASTORE_DIR/redis"
+  say "Redis: starting our own on 127.0.0.1:$REDIS_PORT"
+  redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    --dir "$DATASTORE_DIR/redis" --logfile "$DATASTORE_DIR/redis/redis.log" \
+    --pidfile "$DATASTORE_DIR/redis/redis.pid"
+  for _ in $(seq 50); do redis_answers && return 0; sleep 0.1; done
+  say "Redis did not start"; return 1
+}
+
+psql_admin() {
+  psql -X -q -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 "$@"
+}
+
+ensure_databases() {
+  local fresh=$1 db
+  for db in "${DB_PREFIX}_admin" "${DB_PREFIX}_billing" "${DB_PREFIX}_pay_api"; do
+    if [ "$fresh" = 1 ]; then psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; fi
+    if [ -z "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+      psql_admin -c "CREATE DATABASE \"$db\""
+    fi
+  done
+}
+
+migrate() {
+  "$PY" admin/manage.py migrate --no-input >"$LOG_DIR/migrate-admin.log" 2>&1
+  "$BIN/alembic" -c billing/alembic.ini upgrade head >"$LOG_DIR/migrate-billing.log" 2>&1
+  "$BIN/alembic" -c pay_api/alembic.ini upgrade head >"$LOG_DIR/migrate-pay_api.log" 2>&1
+}
+
+start() {
+  # start NAME COMMAND...: a background process in its own session (so `down` stops its children)
+  local name=$1
+  shift
+  if is_running "$name"; then return 0; fi
+  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+is_running() {
+  local pidfile=$RUN_DIR/$1.pid
+  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+wait_http() {
+  # wait_http NAME URL: until URL answers 2xx, or fail with the end of the service's log
+  local name=$1 url=$2
+  for _ in $(seq 300); do
+    if "$PY" -c "import sys, httpx; sys.exit(0 if httpx.get('$url', timeout=1).is_success else 1)" 2>/dev/null; then
+      return 0
+    fi
+    if ! is_running "$name"; then break; fi
+    sleep 0.2
+  done
+  say "$name did not answer at $url; the end of $LOG_DIR/$name.log:"
+  tail -n 30 "$LOG_DIR/$name.log" >&2 || true
+  return 1
+}
+
+cmd_datastores() {
+  ensure_postgres
+  ensure_redis
+}
+
+cmd_up() {
+  local fresh=0
+  [ "${1:-}" = --fresh ] && fresh=1
+  cmd_datastores
+  ensure_databases "$fresh"
+  if [ "$fresh" = 1 ]; then rm -f "$ETL_STATE_FILE"; fi
+  mkdir -p "$(dirname "$ETL_STATE_FILE")"
+  migrate
+  "$PY" admin/manage.py load_demo_data >"$LOG_DIR/demo-data.log" 2>&1
+  "$PY" admin/manage.py ensure_superuser >>"$LOG_DIR/demo-data.log" 2>&1
+
+  if [ "$STRIPE_OFFLINE" = 1 ]; then
+    start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
+      --data-dir "$DATA_DIR/localstripe"
+    wait_http localstripe "$STRIPE_API_BASE/js.stripe.com/v3/"
+  fi
+  start billing "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
+    --no-access-log
+  start billing-worker "$PY" -m billing.worker
+  start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
+    --workers 2 --threads 4 --timeout 60
+  start pay_api-worker "$PY" -m pay_api.worker
+  start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" --workers 2
+  start etl "$PY" -m etl
+  wait_http billing "$BILLING_URL/health"
+  wait_http pay_api "$PAY_API_URL/health"
+  wait_http admin "$ADMIN_URL/health"
+  cat <<EOF
+Cinema Billing is up (logs in $LOG_DIR):
+  admin panel   $ADMIN_URL/admin/   (login $ADMIN_USERNAME / $ADMIN_PASSWORD)
+  billing API   $BILLING_URL/docs
+  pay_api       $PAY_API_URL   (payment pages at $PAY_API_PUBLIC_URL/pay/<payment id>)
+EOF
+  if [ "$STRIPE_OFFLINE" = 1 ]; then echo "  localstripe   $STRIPE_API_BASE"; fi
+}
+
+cmd_down() {
+  local pidfile pid name
+  for pidfile in "$RUN_DIR"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    name=$(basename "$pidfile" .pid)
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL -- "-$pid" 2>/dev/null || true
+      say "stopped $name"
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+cmd_status() {
+  local pidfile name
+  for pidfile in "$RUN_DIR"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    name=$(basename "$pidfile" .pid)
+    if is_running "$name"; then echo "$name: running (pid $(cat "$pidfile"))"; else echo "$name: stopped"; fi
+  done
+}
+
+cmd_env() {
+  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL)_?' | sort
+}
+
+case "${1:-}" in
+  datastores) cmd_datastores ;;
+  up) shift; cmd_up "$@" ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) say "usage: $0 datastores|up [--fresh]|down|status|env"; exit 2 ;;
+esac
