@@ -73,5 +73,6 @@ requirements: $(PY) ## recompile requirements.txt from requirements.in
 	$(VENV)/bin/pip-compile -q --no-emit-index-url --no-emit-find-links --strip-extras \
 		-o requirements.txt requirements.in
 
-clean: down ## stop and remove var/ (logs, localstripe's file, our own datastores)
+clean: down ## stop everything (our own PostgreSQL/Redis too) and remove var/
+	@scripts/stack.sh stop-datastores
 	rm -rf var

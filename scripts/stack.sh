@@ -5,6 +5,7 @@
 #   scripts/stack.sh up [--fresh] datastores, databases, migrations, demo data, every service; waits
 #                                 until all answer, then prints the URLs (--fresh drops the databases)
 #   scripts/stack.sh down         stops every service this data folder started
+#   scripts/stack.sh stop-datastores  stops the PostgreSQL and Redis we started (if we did)
 #   scripts/stack.sh status       what runs, with pids and health
 #   scripts/stack.sh env          prints the effective settings (KEY=value), for other scripts
 #
@@ -71,8 +72,23 @@ apt_install() {
   else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; fi
 }
 
+postgres_sql() {
+  # postgres_sql SQL: run one statement as $POSTGRES_USER on the postgres database; prints rows
+  "$PY" - "$1" <<'EOF'
+import os, sys
+import psycopg
+with psycopg.connect(host=os.environ["POSTGRES_HOST"], port=os.environ["POSTGRES_PORT"],
+                     user=os.environ["POSTGRES_USER"], dbname="postgres", autocommit=True,
+                     connect_timeout=2) as conn:
+    cursor = conn.execute(sys.argv[1])
+    if cursor.description:
+        for row in cursor.fetchall():
+            print(*row)
+EOF
+}
+
 postgres_answers() {
-  command -v pg_isready >/dev/null && pg_isready -q -h "$POSTGRES_HOST" -p "$POSTGRES_PORT"
+  postgres_sql "SELECT 1" >/dev/null 2>&1
 }
 
 redis_answers() {
@@ -86,7 +102,7 @@ EOF
 
 ensure_postgres() {
   postgres_answers && return 0
-  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql postgresql-client
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
   postgres_answers && return 0
   local bin data=$DATASTORE_DIR/postgres
   bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
@@ -115,16 +131,12 @@ ensure_redis() {
   say "Redis did not start"; return 1
 }
 
-psql_admin() {
-  psql -X -q -h "$POSTGRES_HOST" -p "$POSTGRES_PORT" -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 "$@"
-}
-
 ensure_databases() {
   local fresh=$1 db
   for db in "${DB_PREFIX}_admin" "${DB_PREFIX}_billing" "${DB_PREFIX}_pay_api"; do
-    if [ "$fresh" = 1 ]; then psql_admin -c "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; fi
-    if [ -z "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
-      psql_admin -c "CREATE DATABASE \"$db\""
+    if [ "$fresh" = 1 ]; then postgres_sql "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; fi
+    if [ -z "$(postgres_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+      postgres_sql "CREATE DATABASE \"$db\""
     fi
   done
 }
@@ -221,6 +233,20 @@ cmd_down() {
   done
 }
 
+cmd_stop_datastores() {
+  # only the PostgreSQL and Redis this checkout started itself
+  local data=$DATASTORE_DIR/postgres bin
+  if [ -f "$data/postmaster.pid" ]; then
+    bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")
+    as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null && say "stopped our PostgreSQL"
+  fi
+  if [ -f "$DATASTORE_DIR/redis/redis.pid" ]; then
+    kill "$(cat "$DATASTORE_DIR/redis/redis.pid")" 2>/dev/null && say "stopped our Redis"
+    rm -f "$DATASTORE_DIR/redis/redis.pid"
+  fi
+  return 0
+}
+
 cmd_status() {
   local pidfile name
   for pidfile in "$RUN_DIR"/*.pid; do
@@ -236,9 +262,10 @@ cmd_env() {
 
 case "${1:-}" in
   datastores) cmd_datastores ;;
+  stop-datastores) cmd_stop_datastores ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) say "usage: $0 datastores|up [--fresh]|down|status|env"; exit 2 ;;
+  *) say "usage: $0 datastores|stop-datastores|up [--fresh]|down|status|env"; exit 2 ;;
 esac

@@ -1,0 +1,85 @@
+"""The payment page without a browser: the same calls Stripe.js (localstripe's mock) makes to the
+Stripe API and the page's script makes to pay_api, in the same order.
+
+This is what `make demo` pays with; the browser tests drive the real page instead."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .stack import StackSettings
+
+CARD_OK = "4242424242424242"
+CARD_DECLINED_AT_CHARGE = "4000000000000341"
+CARD_3DS = "4000002760003184"
+
+
+@dataclass
+class PaymentResult:
+    status: str
+    body: dict[str, Any]
+
+
+class PaymentPage:
+    def __init__(self, settings: StackSettings, payment_url: str):
+        self.payment_url = payment_url.rstrip("/")
+        self.stripe = httpx.Client(base_url=settings.stripe_api_base, timeout=15)
+        self.page = httpx.Client(timeout=30)
+
+    def open(self) -> httpx.Response:
+        """GET the page, as the browser does when the user follows the link."""
+        return self.page.get(self.payment_url)
+
+    def pay(self, card_number: str, authenticate: bool = True) -> PaymentResult:
+        """Save the card with a SetupIntent, ask pay_api to charge it, finish 3-D Secure if asked."""
+        setup = self.page.post(f"{self.payment_url}/setup-intent")
+        setup.raise_for_status()
+        secret = setup.json()["client_secret"]
+        publishable_key = setup.json()["publishable_key"]
+        setup_intent_id = secret.split("_secret_")[0]
+        # stripe.confirmCardSetup(secret, {payment_method: {card}}) as localstripe's Stripe.js sends it
+        confirmed = self.stripe.post(
+            f"/v1/setup_intents/{setup_intent_id}/confirm",
+            json={
+                "key": publishable_key,
+                "use_stripe_sdk": True,
+                "client_secret": secret,
+                "payment_method_data": {
+                    "type": "card",
+                    "card": {"number": card_number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                },
+            },
+        )
+        if confirmed.status_code != 200:
+            return PaymentResult("setup_failed", confirmed.json())
+        if confirmed.json()["status"] == "requires_action":
+            # the mock's 3-D Secure dialog for the card setup
+            action = "confirm" if authenticate else "cancel"
+            confirmed = self.stripe.post(
+                f"/v1/setup_intents/{setup_intent_id}/{action}",
+                json={"key": publishable_key, "use_stripe_sdk": True, "client_secret": secret},
+            )
+            if confirmed.json().get("status") != "succeeded":
+                return PaymentResult("setup_failed", confirmed.json())
+        charge = self.page.post(
+            f"{self.payment_url}/charge", json={"setup_intent_id": setup_intent_id}
+        )
+        body = charge.json()
+        if body.get("status") != "requires_action":
+            return PaymentResult(body.get("status", f"http_{charge.status_code}"), body)
+        # stripe.confirmCardPayment(secret): the mock's dialog, then the page asks pay_api to sync
+        payment_intent_secret = body["client_secret"]
+        payment_intent_id = payment_intent_secret.split("_secret_")[0]
+        self.stripe.post(
+            f"/v1/payment_intents/{payment_intent_id}/_authenticate",
+            params={"success": "true" if authenticate else "false"},
+            json={"key": publishable_key, "client_secret": payment_intent_secret},
+        )
+        synced = self.page.post(f"{self.payment_url}/sync")
+        return PaymentResult(synced.json().get("status", f"http_{synced.status_code}"), synced.json())
+
+    def status(self) -> dict[str, Any]:
+        return self.page.get(f"{self.payment_url}/status").json()

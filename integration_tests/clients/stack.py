@@ -1,0 +1,51 @@
+"""Where the running system is and how it is configured, read from `scripts/stack.sh env`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class StackSettings:
+    values: dict[str, str]
+
+    @classmethod
+    def load(cls, extra_env: dict[str, str] | None = None) -> StackSettings:
+        """The effective settings of a stack (environment, .env, .env.example, derived URLs)."""
+        env = {**os.environ, **(extra_env or {})}
+        out = subprocess.run(
+            [str(ROOT / "scripts" / "stack.sh"), "env"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return cls(dict(line.split("=", 1) for line in out.splitlines() if "=" in line))
+
+    def __getitem__(self, key: str) -> str:
+        return self.values[key]
+
+    @property
+    def billing_url(self) -> str:
+        return self.values["BILLING_URL"]
+
+    @property
+    def pay_api_url(self) -> str:
+        return self.values["PAY_API_URL"]
+
+    @property
+    def admin_url(self) -> str:
+        return self.values["ADMIN_URL"]
+
+    @property
+    def stripe_api_base(self) -> str:
+        return self.values["STRIPE_API_BASE"]
+
+    def env(self) -> dict[str, str]:
+        """An environment for a subprocess that should see these settings."""
+        return {**os.environ, **self.values}

@@ -1,0 +1,77 @@
+"""Black-box fixtures: a whole stack of the system, started as local processes on ports of its own.
+
+By default the session starts a fresh stack (`scripts/stack.sh up --fresh`) with the settings in
+`TEST_STACK` below and stops it at the end. `IT_USE_RUNNING_STACK=1` runs the tests against the
+stack `make up` started instead (its settings come from .env / .env.example).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import allure
+import httpx
+import pytest
+
+from integration_tests.clients import StackSettings
+from integration_tests.clients.stack import ROOT
+
+TEST_STACK = {
+    "ADMIN_PORT": "18000",
+    "BILLING_PORT": "18001",
+    "PAY_API_PORT": "18002",
+    "LOCALSTRIPE_PORT": "18420",
+    "DB_PREFIX": "cinema_it",
+    "REDIS_DB": "9",
+    "DATA_DIR": str(ROOT / "var" / "it"),
+    "STRIPE_OFFLINE": "1",
+    # the reconciler and the worker run in seconds here, so lost webhooks are recovered quickly
+    "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
+    "BILLING_RECONCILE_BASE_SECONDS": "1",
+    "BILLING_RECONCILE_MAX_SECONDS": "5",
+    "ETL_INTERVAL_SECONDS": "1",
+}
+
+
+def _stack(command: list[str], env: dict[str, str]) -> None:
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), *command], env=env, check=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackSettings]:
+    if os.environ.get("IT_USE_RUNNING_STACK") == "1":
+        yield StackSettings.load()
+        return
+    env = {**os.environ, **TEST_STACK}
+    _stack(["down"], env)
+    _stack(["up", "--fresh"], env)
+    try:
+        yield StackSettings.load(TEST_STACK)
+    finally:
+        _stack(["down"], env)
+
+
+def attach_exchange(response: httpx.Response) -> None:
+    """Attach one HTTP exchange (request and response) to the current Allure step."""
+    request = response.request
+    body = request.content.decode(errors="replace") if request.content else ""
+    text = (
+        f"{request.method} {request.url}\n\n{body}\n\n"
+        f"HTTP {response.status_code}\n{_pretty(response)}"
+    )
+    allure.attach(text, name=f"{request.method} {request.url.path}", attachment_type="text/plain")
+
+
+def _pretty(response: httpx.Response) -> str:
+    try:
+        return json.dumps(response.json(), indent=2, ensure_ascii=False)
+    except ValueError:
+        return response.text[:2000]
+
+
+@pytest.fixture
+def on_exchange():
+    return attach_exchange

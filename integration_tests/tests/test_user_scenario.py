@@ -1,0 +1,15 @@
+"""The cinema's user scenario against the running system, one Allure step per scenario step."""
+
+import allure
+
+from integration_tests.scenario import Scenario
+
+
+@allure.feature("User scenario")
+@allure.title("A user buys a plan, pays, watches, cancels within the window and is refunded")
+def test_user_buys_pays_watches_and_is_refunded(stack, on_exchange):
+    scenario = Scenario(stack, on_exchange=on_exchange)
+    for name, step in scenario.steps():
+        with allure.step(name):
+            summary = step()
+            allure.attach(summary, name="result", attachment_type=allure.attachment_type.TEXT)
