@@ -7,7 +7,7 @@ PYTHON_VERSION ?= python3.11
 
 .DEFAULT_GOAL := help
 .PHONY: help install up down restart status demo test test-unit test-integration token lint format \
-	requirements bench clean
+	requirements report bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ test-integration: install ## only the black-box tests (start their own stack on 
 # make token SERVICE=movies         a service token for billing's internal API (aud=billing)
 token: install ## mint a development token: USER=<uuid> or SERVICE=<name> [AUD=billing]
 	@$(PY) scripts/mint_token.py $(if $(SERVICE),--service $(SERVICE) --audience $(or $(AUD),billing),--user "$(USER)")
+
+report: install ## integration tests, then the Allure report as one file: var/allure-report/index.html
+	@scripts/stack.sh datastores
+	rm -rf var/allure-results
+	$(PYTEST) -q integration_tests || true
+	@scripts/allure_report.sh
 
 bench: install ## access-check benchmark against the running system (see bench/README.md)
 	@$(PY) bench/access_check.py
