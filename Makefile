@@ -60,8 +60,7 @@ token: install ## mint a development token: USER=<uuid> or SERVICE=<name> [AUD=b
 report: install ## integration tests, then the Allure report as one file: var/allure-report/index.html
 	@scripts/stack.sh datastores
 	rm -rf var/allure-results
-	$(PYTEST) -q integration_tests || true
-	@scripts/allure_report.sh
+	@status=0; $(PYTEST) -q integration_tests || status=$$?; scripts/allure_report.sh; exit $$status
 
 bench: install ## access-check benchmark against the running system (see bench/README.md)
 	@$(PY) bench/access_check.py

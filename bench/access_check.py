@@ -51,7 +51,13 @@ def paying_user(settings: StackSettings) -> str:
 
 
 def run_wrk(wrk: str, url: str, token: str | None, args: argparse.Namespace) -> dict[str, float]:
-    command = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s", "--latency"]
+    command = [
+        wrk,
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        "--latency",
+    ]
     if token:
         command += ["-H", f"Authorization: Bearer {token}"]
     out = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
@@ -74,7 +80,9 @@ def main() -> int:
     wrk = ensure_wrk()
     user_id = paying_user(settings)
     token = service_token(settings, "movies", "billing", ttl=3600)
-    access_url = f"{settings.billing_url}/internal/v1/access?user_id={user_id}&film_id={COVERED_FILM_ID}"
+    access_url = (
+        f"{settings.billing_url}/internal/v1/access?user_id={user_id}&film_id={COVERED_FILM_ID}"
+    )
     health_url = f"{settings.billing_url}/health"
 
     run_wrk(wrk, access_url, token, argparse.Namespace(**{**vars(args), "duration": 2}))  # warm-up

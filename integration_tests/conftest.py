@@ -75,3 +75,57 @@ def _pretty(response: httpx.Response) -> str:
 @pytest.fixture
 def on_exchange():
     return attach_exchange
+
+
+# --- the browser (Debian's Chromium driven by Playwright; no browser download) -------------------
+
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser page; its screenshot is attached to the report when the test fails."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "rep_call", None)
+    if report is not None and report.failed:
+        allure.attach(
+            page.screenshot(full_page=True),
+            name="screenshot on failure",
+            attachment_type=allure.attachment_type.PNG,
+        )
+    context.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+def screenshot(page, name: str) -> None:
+    """Attach a screenshot of the page as it is now to the current Allure step."""
+    allure.attach(
+        page.screenshot(full_page=True), name=name, attachment_type=allure.attachment_type.PNG
+    )

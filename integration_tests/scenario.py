@@ -95,7 +95,9 @@ class Scenario:
         self.payment = response.json()["payment"]
         self.subscription = response.json()["subscription"]
         expect(self.payment["status"] == "pending", f"payment is {self.payment['status']}")
-        return f"payment {self.payment['id']} {self.payment['status']}: {self.payment['payment_url']}"
+        return (
+            f"payment {self.payment['id']} {self.payment['status']}: {self.payment['payment_url']}"
+        )
 
     def pay(self) -> str:
         page = PaymentPage(self.settings, self.payment["payment_url"])

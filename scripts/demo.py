@@ -24,7 +24,9 @@ def main() -> int:
         except Exception as error:  # the demo reports every failure the same way
             print(f"[{number:2}/{len(steps)}] FAIL  {name}: {error}")
             return 1
-        print(f"[{number:2}/{len(steps)}] ok    {name} ({time.monotonic() - started:.1f} s): {summary}")
+        print(
+            f"[{number:2}/{len(steps)}] ok    {name} ({time.monotonic() - started:.1f} s): {summary}"
+        )
     print("demo: every step passed")
     return 0
 

@@ -29,7 +29,10 @@ class BillingClient:
     """A user of the cinema talking to billing with their token."""
 
     def __init__(
-        self, settings: StackSettings, user_id: str | None = None, on_exchange: Exchange | None = None
+        self,
+        settings: StackSettings,
+        user_id: str | None = None,
+        on_exchange: Exchange | None = None,
     ):
         self.user_id = user_id or str(uuid.uuid4())
         self.http = _client(settings.billing_url, user_token(settings, self.user_id), on_exchange)

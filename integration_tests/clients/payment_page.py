@@ -49,7 +49,12 @@ class PaymentPage:
                 "client_secret": secret,
                 "payment_method_data": {
                     "type": "card",
-                    "card": {"number": card_number, "exp_month": 12, "exp_year": 2034, "cvc": "123"},
+                    "card": {
+                        "number": card_number,
+                        "exp_month": 12,
+                        "exp_year": 2034,
+                        "cvc": "123",
+                    },
                 },
             },
         )
@@ -79,7 +84,9 @@ class PaymentPage:
             json={"key": publishable_key, "client_secret": payment_intent_secret},
         )
         synced = self.page.post(f"{self.payment_url}/sync")
-        return PaymentResult(synced.json().get("status", f"http_{synced.status_code}"), synced.json())
+        return PaymentResult(
+            synced.json().get("status", f"http_{synced.status_code}"), synced.json()
+        )
 
     def status(self) -> dict[str, Any]:
         return self.page.get(f"{self.payment_url}/status").json()
