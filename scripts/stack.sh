@@ -6,7 +6,8 @@
 #                                 until all answer, then prints the URLs (--fresh drops the databases)
 #   scripts/stack.sh down         stops every service this data folder started
 #   scripts/stack.sh stop-datastores  stops the PostgreSQL and Redis we started (if we did)
-#   scripts/stack.sh status       what runs, with pids and health
+#   scripts/stack.sh start|stop|kill NAME...   one service (kill = SIGKILL, a crash)
+#   scripts/stack.sh status       what runs, with pids
 #   scripts/stack.sh env          prints the effective settings (KEY=value), for other scripts
 #
 # Settings: the caller's environment, then .env, then .env.example (first one wins). The database
@@ -176,6 +177,56 @@ wait_http() {
   return 1
 }
 
+start_service() {
+  # the one place that says how each process of the system is started
+  case "$1" in
+    localstripe) start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
+      --data-dir "$DATA_DIR/localstripe" ;;
+    billing) start billing "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
+      --no-access-log ;;
+    billing-worker) start billing-worker "$PY" -m billing.worker ;;
+    pay_api) start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
+      --workers 2 --threads 4 --timeout 60 ;;
+    pay_api-worker) start pay_api-worker "$PY" -m pay_api.worker ;;
+    admin) start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" \
+      --workers 2 ;;
+    etl) start etl "$PY" -m etl ;;
+    *) say "unknown service: $1"; return 2 ;;
+  esac
+}
+
+health_url() {
+  case "$1" in
+    billing) echo "$BILLING_URL/health" ;;
+    pay_api) echo "$PAY_API_URL/health" ;;
+    admin) echo "$ADMIN_URL/health" ;;
+    localstripe) echo "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/" ;;
+  esac
+}
+
+stop_service() {
+  # stop_service NAME [SIGNAL]: the process group of one service (SIGKILL to simulate a crash)
+  local name=$1 signal=${2:-TERM} pidfile=$RUN_DIR/$1.pid pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "-$signal" -- "-$pid" 2>/dev/null || kill "-$signal" "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    say "stopped $name"
+  fi
+  rm -f "$pidfile"
+}
+
+cmd_start() {
+  local name url
+  for name in "$@"; do
+    start_service "$name"
+    url=$(health_url "$name")
+    if [ -n "$url" ]; then wait_http "$name" "$url"; fi
+  done
+}
+
 cmd_datastores() {
   ensure_postgres
   ensure_redis
@@ -193,18 +244,10 @@ cmd_up() {
   "$PY" admin/manage.py ensure_superuser >>"$LOG_DIR/demo-data.log" 2>&1
 
   if [ "$STRIPE_OFFLINE" = 1 ]; then
-    start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
-      --data-dir "$DATA_DIR/localstripe"
-    wait_http localstripe "$STRIPE_API_BASE/js.stripe.com/v3/"
+    start_service localstripe
+    wait_http localstripe "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/"
   fi
-  start billing "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
-    --no-access-log
-  start billing-worker "$PY" -m billing.worker
-  start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
-    --workers 2 --threads 4 --timeout 60
-  start pay_api-worker "$PY" -m pay_api.worker
-  start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" --workers 2
-  start etl "$PY" -m etl
+  for name in billing billing-worker pay_api pay_api-worker admin etl; do start_service "$name"; done
   wait_http billing "$BILLING_URL/health"
   wait_http pay_api "$PAY_API_URL/health"
   wait_http admin "$ADMIN_URL/health"
@@ -218,18 +261,10 @@ EOF
 }
 
 cmd_down() {
-  local pidfile pid name
+  local pidfile
   for pidfile in "$RUN_DIR"/*.pid; do
     [ -f "$pidfile" ] || continue
-    pid=$(cat "$pidfile")
-    name=$(basename "$pidfile" .pid)
-    if kill -0 "$pid" 2>/dev/null; then
-      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -KILL -- "-$pid" 2>/dev/null || true
-      say "stopped $name"
-    fi
-    rm -f "$pidfile"
+    stop_service "$(basename "$pidfile" .pid)"
   done
 }
 
@@ -265,7 +300,10 @@ case "${1:-}" in
   stop-datastores) cmd_stop_datastores ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
+  start) shift; cmd_start "$@" ;;
+  stop) shift; for name in "$@"; do stop_service "$name"; done ;;
+  kill) shift; for name in "$@"; do stop_service "$name" KILL; done ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) say "usage: $0 datastores|stop-datastores|up [--fresh]|down|status|env"; exit 2 ;;
+  *) say "usage: $0 datastores|stop-datastores|up [--fresh]|down|start|stop|kill NAME...|status|env"; exit 2 ;;
 esac
