@@ -1,0 +1,124 @@
+"""Settings shared by every environment; each value comes from the environment when it varies.
+
+local.py (development, `make up`), test.py (pytest) and production.py extend this module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from config.env import database_from_url, env_int, env_list, env_str
+
+# admin/ — the folder that holds manage.py.
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+# Signs sessions and CSRF tokens. Required in production; local/test set a development value.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", "")
+
+# Never True outside development: tracebacks would leak to managers' browsers.
+DEBUG = False
+
+# Host names this admin answers to (comma-separated), e.g. "admin.cinema.example".
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+
+# Origins trusted for CSRF on HTTPS behind a proxy (comma-separated, with scheme).
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    # Our AdminSite (adds the customers pages to the admin's menu) instead of django.contrib.admin.
+    "config.apps.CinemaAdminConfig",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    # Before staticfiles, so runserver serves static files the way gunicorn does.
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "catalog",
+]
+
+MIDDLEWARE = [
+    "config.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    # Serves the admin's CSS/JS from the Python process (gunicorn has no static file server).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# The admin's own database (films, plans, deletion log, users). Read by etl, never by billing.
+DATABASES = {
+    "default": {
+        **database_from_url(
+            env_str("ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/cinema_admin")
+        ),
+        # Seconds a connection is kept between requests (0 = a new one per request).
+        "CONN_MAX_AGE": env_int("ADMIN_DB_CONN_MAX_AGE", 60),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+# Stored times are UTC; the admin shows them in this zone.
+TIME_ZONE = env_str("DJANGO_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+# Where `collectstatic` puts files for whitenoise in production.
+STATIC_ROOT = Path(env_str("DJANGO_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+
+# billing's base URL: the customers pages read payments and post refunds there.
+BILLING_URL = env_str("BILLING_URL", "http://127.0.0.1:8001")
+# HS256 secret of service tokens (iss=admin, aud=billing). Required in production.
+SERVICE_JWT_SECRET = env_str("SERVICE_JWT_SECRET", "")
+# Seconds to wait for billing before telling the manager it is unavailable.
+BILLING_TIMEOUT_SECONDS = env_int("ADMIN_BILLING_TIMEOUT_SECONDS", 10)
+
+# One JSON object per line on stdout (collected by the process manager), with the request id.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
+    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["request_id"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

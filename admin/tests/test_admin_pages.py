@@ -1,0 +1,132 @@
+import pytest
+from catalog.models import Film, Plan
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+
+def plan_form(**overrides) -> dict:
+    data = {
+        "name": "Family",
+        "description": "Everything for the family",
+        "price_amount": "1499",
+        "currency": "eur",
+        "period_count": "1",
+        "period_unit": "month",
+        "refund_window_days": "14",
+        "active": "on",
+        "films": [],
+    }
+    data.update(overrides)
+    return data
+
+
+def test_health_answers_json(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_manager_logs_in_through_the_login_form(client, manager):
+    response = client.post(
+        reverse("admin:login"),
+        {"username": "manager", "password": "pw-manager-1", "next": "/admin/"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert response.context["user"].is_authenticated
+    assert "Site administration" in response.content.decode() or b"Catalog" in response.content
+
+
+def test_anonymous_user_is_sent_to_the_login_page(client):
+    response = client.get(reverse("admin:catalog_plan_changelist"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_admin_static_files_are_served(client):
+    response = client.get("/static/admin/css/base.css")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content)
+
+
+def test_create_a_plan_with_films_through_the_add_form(manager_client):
+    matrix = Film.objects.create(title="The Matrix")
+    inception = Film.objects.create(title="Inception")
+    Film.objects.create(title="Nosferatu (1922)")
+
+    response = manager_client.post(
+        reverse("admin:catalog_plan_add"),
+        plan_form(films=[str(matrix.pk), str(inception.pk)]),
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    plan = Plan.objects.get(name="Family")
+    assert (plan.price_amount, plan.currency, plan.period_unit) == (1499, "eur", "month")
+    assert set(plan.films.all()) == {matrix, inception}
+
+
+def test_plan_list_shows_formatted_prices(manager_client):
+    Plan.objects.create(name="Premium monthly", price_amount=999, currency="usd", all_films=True)
+    response = manager_client.get(reverse("admin:catalog_plan_changelist"))
+    assert response.status_code == 200
+    assert "9.99 USD" in response.content.decode()
+
+
+def test_plan_list_search_and_filter(manager_client):
+    Plan.objects.create(name="Premium monthly", price_amount=999, all_films=True)
+    Plan.objects.create(name="Daily pass", price_amount=99, all_films=True, active=False)
+    url = reverse("admin:catalog_plan_changelist")
+    assert "Daily pass" not in manager_client.get(url, {"q": "premium"}).content.decode()
+    filtered = manager_client.get(url, {"active__exact": "0"}).content.decode()
+    assert "Daily pass" in filtered and "Premium monthly" not in filtered
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("price_amount", "0", "The price must be greater than zero."),
+        ("price_amount", "-5", "greater than or equal to 0"),
+        ("price_amount", "9.99", "Enter a whole number."),
+        ("currency", "xyz", "Select a valid choice. xyz is not one of the available choices."),
+        ("period_count", "0", "A period is at least 1 day or month."),
+    ],
+)
+def test_add_form_shows_errors_for_bad_values(manager_client, field, value, message):
+    film = Film.objects.create(title="The Matrix")
+    response = manager_client.post(
+        reverse("admin:catalog_plan_add"), plan_form(films=[str(film.pk)], **{field: value})
+    )
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert any(message in text for text in errors[field]), errors
+    assert not Plan.objects.exists()
+
+
+def test_add_form_refuses_all_films_together_with_a_film_list(manager_client):
+    film = Film.objects.create(title="The Matrix")
+    response = manager_client.post(
+        reverse("admin:catalog_plan_add"), plan_form(all_films="on", films=[str(film.pk)])
+    )
+    assert response.status_code == 200
+    assert "covers all films lists no films" in str(response.context["adminform"].form.errors)
+    assert not Plan.objects.exists()
+
+
+def test_add_form_refuses_an_active_plan_covering_nothing(manager_client):
+    response = manager_client.post(reverse("admin:catalog_plan_add"), plan_form())
+    assert response.status_code == 200
+    assert "must cover something" in str(response.context["adminform"].form.errors)
+
+
+def test_deactivate_action_moves_updated_at(manager_client):
+    plan = Plan.objects.create(name="Old", price_amount=100, all_films=True)
+    before = plan.updated_at
+    response = manager_client.post(
+        reverse("admin:catalog_plan_changelist"),
+        {"action": "deactivate", "_selected_action": [str(plan.pk)]},
+    )
+    assert response.status_code == 302
+    plan.refresh_from_db()
+    assert plan.active is False
+    assert plan.updated_at > before
