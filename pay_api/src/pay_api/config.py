@@ -1,0 +1,77 @@
+"""Settings of pay_api, read from the environment (names per docs/contracts.md)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+OFFLINE_PUBLISHABLE_KEY = "pk_test_offline"
+REAL_STRIPE_JS_URL = "https://js.stripe.com/v3/"
+
+
+class Settings(BaseSettings):
+    """One object with every setting; pay_api refuses to start when a secret is missing."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # PostgreSQL owned by pay_api (psycopg 3 driver).
+    database_url: str = Field(
+        "postgresql+psycopg://postgres@127.0.0.1:5432/cinema_pay_api",
+        validation_alias="PAY_API_DATABASE_URL",
+    )
+    # Secrets: no defaults, so a missing one stops the service at start-up.
+    stripe_secret_key: str = Field(validation_alias="STRIPE_SECRET_KEY", min_length=1)
+    stripe_webhook_secret: str = Field(validation_alias="STRIPE_WEBHOOK_SECRET", min_length=1)
+    service_jwt_secret: str = Field(validation_alias="SERVICE_JWT_SECRET", min_length=1)
+    # Not a secret (it is sent to browsers); the offline default only works with localstripe.
+    stripe_publishable_key: str = Field(
+        OFFLINE_PUBLISHABLE_KEY, validation_alias="STRIPE_PUBLISHABLE_KEY"
+    )
+    # Empty = real Stripe (https://api.stripe.com); offline it is localstripe.
+    stripe_api_base: str = Field("http://127.0.0.1:8420", validation_alias="STRIPE_API_BASE")
+    # Empty = Stripe's own Stripe.js; offline it is localstripe's mock.
+    stripe_js_url: str = Field(
+        "http://127.0.0.1:8420/js.stripe.com/v3/", validation_alias="STRIPE_JS_URL"
+    )
+    # Register our webhook endpoint with localstripe at start-up (ignored with real Stripe).
+    stripe_register_webhook: bool = Field(True, validation_alias="STRIPE_REGISTER_WEBHOOK")
+    # Seconds to wait for one Stripe answer, and how often the SDK retries network errors/5xx
+    # (always with an Idempotency-Key).
+    stripe_timeout_seconds: float = Field(20.0, validation_alias="PAY_API_STRIPE_TIMEOUT")
+    stripe_max_network_retries: int = Field(2, validation_alias="PAY_API_STRIPE_MAX_RETRIES")
+
+    billing_url: str = Field("http://127.0.0.1:8001", validation_alias="BILLING_URL")
+    # Base of the links we hand out (payment_url) and of our webhook URL.
+    public_url: str = Field("http://127.0.0.1:8002", validation_alias="PAY_API_PUBLIC_URL")
+
+    # Outbox delivery to billing: timeout of one attempt, and back-off bounds.
+    outbox_timeout_seconds: float = Field(3.0, validation_alias="PAY_API_OUTBOX_TIMEOUT")
+    outbox_backoff_max_seconds: float = Field(300.0, validation_alias="PAY_API_OUTBOX_BACKOFF_MAX")
+    # Try to deliver a notification right after the commit that wrote it (the worker does the rest).
+    outbox_deliver_immediately: bool = Field(True, validation_alias="PAY_API_OUTBOX_IMMEDIATE")
+    # Idle pause of `python -m pay_api.worker` between two empty polls.
+    worker_poll_seconds: float = Field(1.0, validation_alias="PAY_API_WORKER_POLL")
+
+    log_level: str = Field("INFO", validation_alias="PAY_API_LOG_LEVEL")
+
+    @property
+    def uses_localstripe(self) -> bool:
+        return bool(self.stripe_api_base)
+
+    @property
+    def stripe_js(self) -> str:
+        return self.stripe_js_url or REAL_STRIPE_JS_URL
+
+    @model_validator(mode="after")
+    def _real_stripe_needs_real_keys(self) -> Settings:
+        if not self.uses_localstripe and self.stripe_publishable_key == OFFLINE_PUBLISHABLE_KEY:
+            raise ValueError("STRIPE_PUBLISHABLE_KEY must be set when STRIPE_API_BASE is empty")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()  # type: ignore[call-arg]

@@ -1,0 +1,71 @@
+"""billing's API for payments (service token, iss=billing, aud=pay_api)."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, jsonify, request
+
+from pay_api import extensions as ext
+from pay_api.auth import require_service
+from pay_api.payments import service
+from pay_api.payments.models import Payment
+from pay_api.payments.schemas import CreatePaymentIn
+from pay_api.validation import parse_body
+
+bp = Blueprint("payments_internal", __name__, url_prefix="/internal/v1/payments")
+
+
+def payment_url(payment_id: uuid.UUID) -> str:
+    return f"{ext.settings().public_url.rstrip('/')}/pay/{payment_id}"
+
+
+def payment_body(payment: Payment, *, full: bool = True) -> dict:
+    body = {
+        "payment_id": str(payment.id),
+        "status": payment.status,
+        "payment_url": payment_url(payment.id),
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "stripe_payment_intent_id": payment.stripe_payment_intent_id,
+    }
+    if full:
+        body.update(
+            amount_refunded=payment.amount_refunded,
+            failure_code=payment.failure_code,
+            failure_message=payment.failure_message,
+        )
+    return body
+
+
+@bp.post("")
+@require_service("billing")
+def create_payment():
+    data = parse_body(CreatePaymentIn)
+    payment, created = service.create_payment(
+        db=ext.db(),
+        payment_id=data.payment_id,
+        user_id=data.user_id,
+        amount=data.amount,
+        currency=data.currency,
+        description=data.description,
+        return_url=data.return_url,
+    )
+    return jsonify(payment_body(payment, full=False)), 201 if created else 200
+
+
+@bp.get("/<uuid:payment_id>")
+@require_service("billing")
+def get_payment(payment_id: uuid.UUID):
+    if request.args.get("refresh") in ("1", "true"):
+        payment = service.refresh_payment(db=ext.db(), gateway=ext.gateway(), payment_id=payment_id)
+    else:
+        payment = service.find_payment(db=ext.db(), payment_id=payment_id)
+    return jsonify(payment_body(payment))
+
+
+@bp.post("/<uuid:payment_id>/cancel")
+@require_service("billing")
+def cancel_payment(payment_id: uuid.UUID):
+    payment = service.cancel_payment(db=ext.db(), gateway=ext.gateway(), payment_id=payment_id)
+    return jsonify(payment_body(payment))

@@ -1,0 +1,340 @@
+"""Payments: creation for billing, the customer's card, and the charge (the money path).
+
+The charge is two transactions, each holding the payment's row lock:
+
+1. if the payment has no PaymentIntent yet: create it UNCONFIRMED at Stripe and COMMIT its id;
+2. confirm it (a retry after a decline confirms the same intent with the new payment method) and
+   apply Stripe's answer.
+
+A crash can therefore only leave an unconfirmed intent (nothing charged, and never confirmed by
+anyone but us) or a confirmed intent whose id is stored, which `sync`/`refresh`/webhooks settle.
+The row lock makes a second, concurrent submit wait and then answer the state the first one left.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from pay_api.db import Database
+from pay_api.errors import (
+    GatewayRejected,
+    PaymentConflict,
+    PaymentNotFound,
+    PaymentNotPayable,
+    SetupIntentInvalid,
+)
+from pay_api.gateway import Gateway, IntentState
+from pay_api.payments import state
+from pay_api.payments.models import Customer, Payment
+
+log = logging.getLogger(__name__)
+
+# Friendlier words for the reasons a user sees most; Stripe's own message otherwise.
+READABLE_FAILURES = {
+    "card_declined": "Your card was declined. Try another card.",
+    "generic_decline": "Your card was declined. Try another card.",
+    "insufficient_funds": "Your card has insufficient funds. Try another card.",
+    "lost_card": "Your card was declined. Try another card.",
+    "stolen_card": "Your card was declined. Try another card.",
+    "expired_card": "Your card has expired. Try another card.",
+    "incorrect_cvc": "The card's security code is incorrect.",
+    "processing_error": "An error occurred while processing your card. Try again.",
+    "payment_intent_authentication_failure": (
+        "The 3-D Secure authentication failed. Try again or use another card."
+    ),
+}
+
+
+def readable_failure(code: str | None, message: str | None) -> str | None:
+    if code is None and message is None:
+        return None
+    return READABLE_FAILURES.get(code or "") or message or "The payment did not go through."
+
+
+@dataclass(frozen=True)
+class ChargeAnswer:
+    """What the payment page gets back from /charge and /sync."""
+
+    status: str  # succeeded | requires_action | declined | processing | pending
+    client_secret: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+    def to_body(self) -> dict:
+        body: dict = {"status": self.status}
+        if self.client_secret:
+            body["client_secret"] = self.client_secret
+        if self.error_code or self.error_message:
+            body["error"] = {"code": self.error_code, "message": self.error_message}
+        return body
+
+
+# --- billing's side ----------------------------------------------------------------------------
+
+
+def create_payment(
+    *,
+    db: Database,
+    payment_id: uuid.UUID,
+    user_id: uuid.UUID,
+    amount: int,
+    currency: str,
+    description: str,
+    return_url: str | None,
+) -> tuple[Payment, bool]:
+    """Record a payment billing asked for; idempotent by payment id. Returns (payment, created)."""
+    with db.transaction() as session:
+        inserted = session.execute(
+            insert(Payment)
+            .values(
+                id=payment_id,
+                user_id=user_id,
+                amount=amount,
+                currency=currency,
+                description=description,
+                return_url=return_url,
+                status="pending",
+                confirm_attempts=0,
+                amount_refunded=0,
+            )
+            .on_conflict_do_nothing(index_elements=[Payment.id])
+            .returning(Payment.id)
+        ).first()
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        if inserted is None and (
+            payment.amount != amount or payment.currency != currency or payment.user_id != user_id
+        ):
+            raise PaymentConflict()
+        return payment, inserted is not None
+
+
+def get_payment(*, session: Session, payment_id: uuid.UUID, lock: bool = False) -> Payment:
+    """The payment, optionally row-locked (FOR UPDATE) until the transaction ends."""
+    payment = session.get(Payment, payment_id, with_for_update=lock, populate_existing=lock)
+    if payment is None:
+        raise PaymentNotFound()
+    return payment
+
+
+def find_payment(*, db: Database, payment_id: uuid.UUID) -> Payment:
+    with db.transaction() as session:
+        return get_payment(session=session, payment_id=payment_id)
+
+
+def refresh_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> Payment:
+    """Ask Stripe for the intent's state and apply it (the reconciler's call)."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.stripe_payment_intent_id is None:
+        return payment  # no intent: Stripe knows nothing that we do not
+    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        state.apply_intent(session, payment, intent)
+        return payment
+
+
+def cancel_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> Payment:
+    """Make sure the payment can never be charged; answers canceled, or succeeded if Stripe
+    charged first."""
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        if payment.is_final:
+            return payment
+        if payment.stripe_payment_intent_id is None:
+            # No intent exists, and the lock keeps a charge from creating one meanwhile.
+            state.set_status(session, payment, "canceled")
+            return payment
+        intent = gateway.cancel_payment_intent(payment.stripe_payment_intent_id)
+        state.apply_intent(session, payment, intent)
+        return payment
+
+
+# --- the user's side (payment page) ------------------------------------------------------------
+
+
+def ensure_customer(*, db: Database, gateway: Gateway, user_id: uuid.UUID) -> str:
+    """The user's Stripe Customer: created once (row-locked meanwhile), then reused."""
+    with db.transaction() as session:
+        session.execute(
+            insert(Customer)
+            .values(user_id=user_id)
+            .on_conflict_do_nothing(index_elements=[Customer.user_id])
+        )
+        customer = session.get(Customer, user_id, with_for_update=True, populate_existing=True)
+        assert customer is not None
+        if customer.stripe_customer_id is None:
+            customer.stripe_customer_id = gateway.create_customer(user_id=str(user_id))
+        return customer.stripe_customer_id
+
+
+def start_card_setup(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> str:
+    """A SetupIntent for the page to save the card with; returns its client secret."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.is_final:
+        raise PaymentNotPayable(_closed_message(payment))
+    customer_id = ensure_customer(db=db, gateway=gateway, user_id=payment.user_id)
+    _, client_secret = gateway.create_setup_intent(
+        customer_id=customer_id, payment_id=str(payment_id)
+    )
+    return client_secret
+
+
+def charge(
+    *, db: Database, gateway: Gateway, payment_id: uuid.UUID, setup_intent_id: str
+) -> ChargeAnswer:
+    """Charge the card saved by `setup_intent_id` (see the module docstring)."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.is_final:
+        return _answer_closed(payment)
+    with db.transaction() as session:
+        customer = session.get(Customer, payment.user_id)
+        customer_id = customer.stripe_customer_id if customer else None
+    setup = gateway.retrieve_setup_intent(setup_intent_id)
+    if (
+        customer_id is None
+        or setup.customer_id != customer_id
+        or setup.status != "succeeded"
+        or not setup.payment_method_id
+    ):
+        raise SetupIntentInvalid()
+    payment_method_id = setup.payment_method_id
+
+    # Step 1: the intent exists and its id is committed before anything can confirm it.
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        if payment.is_final:
+            return _answer_closed(payment)
+        if payment.stripe_payment_intent_id is None:
+            intent = gateway.create_payment_intent(
+                payment_id=str(payment.id),
+                customer_id=customer_id,
+                payment_method_id=payment_method_id,
+                amount=payment.amount,
+                currency=payment.currency,
+                description=payment.description,
+            )
+            payment.stripe_payment_intent_id = intent.id
+            payment.stripe_status = intent.status
+
+    # Step 2: confirm, holding the row lock, and apply the answer in the same transaction.
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        if payment.is_final:
+            return _answer_closed(payment)
+        intent_id = payment.stripe_payment_intent_id
+        assert intent_id is not None
+        if payment.status == "processing":
+            return ChargeAnswer("processing")  # money is moving: no new attempt
+        if payment.payment_method_id == payment_method_id and payment.confirm_attempts > 0:
+            # The same card again (double submit, or a retried request): no second confirmation,
+            # answer what Stripe says now.
+            intent = gateway.retrieve_payment_intent(intent_id)
+            state.apply_intent(session, payment, intent)
+            return _answer(payment, intent)
+        payment.confirm_attempts += 1
+        payment.payment_method_id = payment_method_id
+        idempotency_key = (
+            f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
+        )
+        try:
+            intent = gateway.confirm_payment_intent(
+                intent_id, payment_method_id=payment_method_id, idempotency_key=idempotency_key
+            )
+        except GatewayRejected as exc:
+            log.warning(
+                "stripe refused the confirmation",
+                extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
+            )
+            intent = gateway.retrieve_payment_intent(intent_id)
+            state.apply_intent(session, payment, intent)
+            answer = _answer(payment, intent)
+            if answer.status == "declined" and answer.error_code is None:
+                return ChargeAnswer(
+                    "declined",
+                    error_code=exc.stripe_code or "gateway_error",
+                    error_message=(
+                        "The payment could not be made with this card. Try another card."
+                    ),
+                )
+            return answer
+        state.apply_intent(session, payment, intent)
+        log.info(
+            "payment confirmed at stripe",
+            extra={
+                "payment_id": str(payment.id),
+                "stripe_status": intent.status,
+                "attempt": payment.confirm_attempts,
+            },
+        )
+        return _answer(payment, intent)
+
+
+def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnswer:
+    """After 3-D Secure in the browser: Stripe's current state, applied and answered."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.stripe_payment_intent_id is None:
+        return ChargeAnswer("pending") if not payment.is_final else _answer_closed(payment)
+    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        state.apply_intent(session, payment, intent)
+        return _answer(payment, intent)
+
+
+def page_status(payment: Payment) -> dict:
+    """`GET /pay/<id>/status`: what the page shows, from our own state."""
+    error = None
+    if payment.status in ("pending", "failed", "canceled") and (
+        payment.failure_code or payment.failure_message
+    ):
+        error = {
+            "code": payment.failure_code,
+            "message": readable_failure(payment.failure_code, payment.failure_message),
+        }
+    return {
+        "status": payment.status,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "error": error,
+    }
+
+
+def _answer(payment: Payment, intent: IntentState) -> ChargeAnswer:
+    if payment.status == "succeeded":
+        return ChargeAnswer("succeeded")
+    if payment.status == "processing":
+        return ChargeAnswer("processing")
+    if payment.is_final:
+        return _answer_closed(payment)
+    if intent.status == "requires_action":
+        return ChargeAnswer("requires_action", client_secret=intent.client_secret)
+    if intent.status == "requires_payment_method" and intent.failure_code:
+        return ChargeAnswer(
+            "declined",
+            error_code=intent.failure_code,
+            error_message=readable_failure(intent.failure_code, intent.failure_message),
+        )
+    # requires_payment_method without an error, or requires_confirmation: nothing was charged.
+    return ChargeAnswer(
+        "declined",
+        error_code="payment_incomplete",
+        error_message="The payment was not completed. Try again.",
+    )
+
+
+def _answer_closed(payment: Payment) -> ChargeAnswer:
+    if payment.status == "succeeded":
+        return ChargeAnswer("succeeded")
+    raise PaymentNotPayable(_closed_message(payment))
+
+
+def _closed_message(payment: Payment) -> str:
+    if payment.status == "succeeded":
+        return "This payment has already been paid."
+    return "This payment was closed and can no longer be paid."

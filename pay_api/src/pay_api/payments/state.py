@@ -1,0 +1,85 @@
+"""The payment state machine: every answer from Stripe (confirm, sync, refresh, webhook) goes
+through `apply_intent`, so the rules are the same whoever brings the news.
+
+Rules: a final status (succeeded, canceled, failed) never changes; `processing` never goes back to
+`pending`; a snapshot about an earlier attempt (another payment method than the current one) does
+not overwrite the current attempt's details.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from pay_api import outbox
+from pay_api.gateway import IntentState
+from pay_api.payments.models import FINAL_PAYMENT_STATUSES, Payment
+
+_RANK = {"pending": 0, "processing": 1, "succeeded": 2, "canceled": 2, "failed": 2}
+# Stripe cancels an intent itself after too many failed confirmations: for us it failed.
+_STRIPE_GAVE_UP = frozenset({"automatic", "failed_invoice", "void_invoice"})
+
+
+def status_for(intent: IntentState) -> str:
+    """Stripe's PaymentIntent status → pay_api's payment status (docs/contracts.md)."""
+    if intent.status == "succeeded":
+        return "succeeded"
+    if intent.status in ("processing", "requires_capture"):
+        return "processing"
+    if intent.status == "canceled":
+        return "failed" if intent.cancellation_reason in _STRIPE_GAVE_UP else "canceled"
+    # requires_payment_method (no card yet, or a decline the user may retry),
+    # requires_confirmation, requires_action (3-D Secure to finish)
+    return "pending"
+
+
+def apply_intent(session: Session, payment: Payment, intent: IntentState) -> bool:
+    """Apply Stripe's view of the payment's intent; write an outbox row if billing must know."""
+    before = (payment.status, payment.failure_code, payment.failure_message)
+    before_refunded = payment.amount_refunded
+    new_status = status_for(intent)
+
+    if intent.amount_refunded is not None and intent.amount_refunded > payment.amount_refunded:
+        payment.amount_refunded = min(intent.amount_refunded, payment.amount)
+
+    moves = (
+        payment.status not in FINAL_PAYMENT_STATUSES
+        and _RANK[new_status] >= _RANK[payment.status]
+        and not _about_an_earlier_attempt(payment, intent, new_status)
+    )
+    if moves:
+        payment.status = new_status
+        payment.stripe_status = intent.status
+        if intent.status == "requires_payment_method" and intent.failure_code:
+            payment.failure_code = intent.failure_code
+            payment.failure_message = intent.failure_message
+        elif new_status in ("succeeded", "processing") or intent.status == "requires_action":
+            payment.failure_code = None  # a new attempt is under way or done
+            payment.failure_message = None
+
+    changed = (payment.status, payment.failure_code, payment.failure_message) != before
+    if changed or payment.amount_refunded != before_refunded:
+        outbox.add_payment_event(session, payment)
+        return True
+    return False
+
+
+def _about_an_earlier_attempt(payment: Payment, intent: IntentState, new_status: str) -> bool:
+    """A late, non-final snapshot made with another payment method than our latest attempt."""
+    if new_status in FINAL_PAYMENT_STATUSES:
+        return False  # money moved (or the intent closed): always true, whatever the attempt
+    return bool(
+        intent.payment_method_id
+        and payment.payment_method_id
+        and intent.payment_method_id != payment.payment_method_id
+    )
+
+
+def set_status(session: Session, payment: Payment, status: str) -> bool:
+    """A transition decided by pay_api itself (cancel before any intent existed)."""
+    if payment.status in FINAL_PAYMENT_STATUSES or _RANK[status] < _RANK[payment.status]:
+        return False
+    if payment.status == status:
+        return False
+    payment.status = status
+    outbox.add_payment_event(session, payment)
+    return True

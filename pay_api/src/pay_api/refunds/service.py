@@ -1,0 +1,207 @@
+"""Refunds: recorded (and capped) before Stripe is asked, then made exactly once at Stripe.
+
+localstripe ignores Idempotency-Key and does not cap refunds, so pay_api does both itself: the
+cap is checked under the payment's row lock against stored pending + succeeded refunds, and before
+(re)creating a refund at Stripe pay_api looks for one carrying our `metadata.refund_id`.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from pay_api import outbox
+from pay_api.db import Database
+from pay_api.errors import (
+    GatewayRejected,
+    PaymentNotRefundable,
+    RefundConflict,
+    RefundExceedsRemaining,
+    RefundNotFound,
+)
+from pay_api.gateway import Gateway, RefundState
+from pay_api.payments.models import Payment
+from pay_api.payments.service import get_payment
+from pay_api.refunds.models import FINAL_REFUND_STATUSES, OPEN_OR_DONE_REFUND_STATUSES, Refund
+
+log = logging.getLogger(__name__)
+
+# Stripe's answers meaning "the charge has less left than this refund".
+_EXCEEDS_CODES = frozenset({"amount_too_large", "charge_already_refunded"})
+_STRIPE_TO_OURS = {
+    "pending": "pending",
+    "requires_action": "pending",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "canceled": "canceled",
+}
+
+
+def committed_refunds(session: Session, payment: Payment) -> int:
+    """Money already returned or on its way back for this payment."""
+    stored = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.status.in_(OPEN_OR_DONE_REFUND_STATUSES)
+        )
+    )
+    return max(int(stored or 0), payment.amount_refunded)
+
+
+def create_refund(
+    *,
+    db: Database,
+    gateway: Gateway,
+    refund_id: uuid.UUID,
+    payment_id: uuid.UUID,
+    amount: int,
+    reason: str | None,
+) -> Refund:
+    """Record the refund (idempotent by refund id, capped), then make it at Stripe."""
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        existing = session.get(Refund, refund_id)
+        if existing is not None:
+            if existing.payment_id != payment_id or existing.amount != amount:
+                raise RefundConflict()
+        else:
+            if payment.status != "succeeded" or payment.stripe_payment_intent_id is None:
+                raise PaymentNotRefundable()
+            remaining = payment.amount - committed_refunds(session, payment)
+            if amount > remaining:
+                raise RefundExceedsRemaining(
+                    details={"remaining": remaining, "currency": payment.currency}
+                )
+            session.add(
+                Refund(
+                    id=refund_id,
+                    payment_id=payment_id,
+                    amount=amount,
+                    currency=payment.currency,
+                    reason=reason,
+                    status="pending",
+                )
+            )
+    return make_at_stripe(db=db, gateway=gateway, refund_id=refund_id)
+
+
+def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> Refund:
+    """Ensure the recorded refund exists at Stripe (found by metadata, else created once)."""
+    exceeded = False
+    with db.transaction() as session:
+        refund = _get(session, refund_id, lock=True)
+        if refund.stripe_refund_id is not None or refund.is_final:
+            return refund
+        payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
+        assert payment.stripe_payment_intent_id is not None
+        found = gateway.find_refund(
+            payment_intent_id=payment.stripe_payment_intent_id, refund_id=str(refund.id)
+        )
+        if found is not None:
+            log.info(
+                "refund found at stripe, not created again", extra={"refund_id": str(refund.id)}
+            )
+            apply_refund(session, refund, found, payment=payment)
+            return refund
+        try:
+            created = gateway.create_refund(
+                refund_id=str(refund.id),
+                payment_intent_id=payment.stripe_payment_intent_id,
+                amount=refund.amount,
+                reason=refund.reason,
+            )
+        except GatewayRejected as exc:
+            # Stripe said no for good: the refund failed (and billing is told).
+            refund.status = "failed"
+            refund.failure_reason = exc.stripe_code or "gateway_rejected"
+            outbox.add_refund_event(session, refund, payment)
+            exceeded = exc.stripe_code in _EXCEEDS_CODES
+            log.warning(
+                "stripe refused the refund",
+                extra={"refund_id": str(refund.id), "stripe_code": exc.stripe_code},
+            )
+        else:
+            apply_refund(session, refund, created, payment=payment)
+    if exceeded:
+        raise RefundExceedsRemaining("Stripe's charge has less left than this refund.")
+    return refund
+
+
+def refresh_refund(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> Refund:
+    """Stripe's current state of the refund, applied (finishing it at Stripe if needed)."""
+    refund = find_refund(db=db, refund_id=refund_id)
+    if refund.stripe_refund_id is None:
+        return make_at_stripe(db=db, gateway=gateway, refund_id=refund_id)
+    state = gateway.retrieve_refund(refund.stripe_refund_id)
+    with db.transaction() as session:
+        refund = _get(session, refund_id, lock=True)
+        apply_refund(session, refund, state)
+        return refund
+
+
+def find_refund(*, db: Database, refund_id: uuid.UUID) -> Refund:
+    with db.transaction() as session:
+        return _get(session, refund_id)
+
+
+def apply_refund(
+    session: Session, refund: Refund, state: RefundState, *, payment: Payment | None = None
+) -> bool:
+    """Monotonic: pending → succeeded | failed | canceled; a final refund never changes."""
+    if payment is None:
+        payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
+    changed = False
+    if refund.stripe_refund_id is None:
+        refund.stripe_refund_id = state.id
+        changed = True
+    new_status = _STRIPE_TO_OURS.get(state.status, "pending")
+    if refund.status not in FINAL_REFUND_STATUSES and new_status != refund.status:
+        refund.status = new_status
+        refund.failure_reason = state.failure_reason if new_status == "failed" else None
+        changed = True
+    if changed:
+        session.flush()
+        _recount_refunded(session, payment)
+        outbox.add_refund_event(session, refund, payment)
+    return changed
+
+
+def apply_charge_refunded(session: Session, payment: Payment, amount_refunded: int) -> bool:
+    """Stripe's total refunded on the charge (charge.refunded), never lowered."""
+    amount_refunded = min(amount_refunded, payment.amount)
+    if amount_refunded <= payment.amount_refunded:
+        return False
+    payment.amount_refunded = amount_refunded
+    outbox.add_payment_event(session, payment)
+    return True
+
+
+def find_by_stripe(session: Session, state: RefundState) -> Refund | None:
+    """Our refund for a Stripe refund: by its id, or by the metadata we set on it."""
+    refund = session.scalar(
+        select(Refund).where(Refund.stripe_refund_id == state.id).with_for_update()
+    )
+    if refund is None and state.refund_id:
+        try:
+            refund = session.get(Refund, uuid.UUID(state.refund_id), with_for_update=True)
+        except ValueError:
+            return None
+    return refund
+
+
+def _recount_refunded(session: Session, payment: Payment) -> None:
+    succeeded = session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment.id, Refund.status == "succeeded"
+        )
+    )
+    payment.amount_refunded = min(payment.amount, max(payment.amount_refunded, int(succeeded or 0)))
+
+
+def _get(session: Session, refund_id: uuid.UUID, *, lock: bool = False) -> Refund:
+    refund = session.get(Refund, refund_id, with_for_update=lock, populate_existing=lock)
+    if refund is None:
+        raise RefundNotFound()
+    return refund

@@ -1,0 +1,26 @@
+"""Request bodies parsed with pydantic; failures answer 422 validation_error."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import pydantic
+from flask import request
+
+from pay_api.errors import ValidationError
+
+Model = TypeVar("Model", bound=pydantic.BaseModel)
+
+
+def parse_body(model: type[Model]) -> Model:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ValidationError("The body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        raise ValidationError(details=details) from exc

@@ -1,0 +1,18 @@
+"""`POST /webhooks/stripe`: signature checked on the raw body before anything is stored."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from pay_api import extensions as ext
+from pay_api.webhooks import service
+
+bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
+
+
+@bp.post("/stripe")
+def stripe_webhook():
+    payload = request.get_data(cache=False, as_text=False)
+    event = ext.gateway().parse_webhook(payload, request.headers.get("Stripe-Signature"))
+    applied = service.handle_event(db=ext.db(), event=event)
+    return jsonify({"received": True, "duplicate": not applied})
