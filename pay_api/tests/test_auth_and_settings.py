@@ -1,0 +1,87 @@
+import time
+import uuid
+
+import jwt
+import pytest
+from pay_api.config import Settings
+from pydantic import ValidationError
+
+from .conftest import SERVICE_SECRET, auth, service_token
+
+URL = "/internal/v1/payments/" + str(uuid.uuid4())
+
+
+def test_missing_token_is_401_not_authenticated(client):
+    response = client.get(URL)
+    assert response.status_code == 401
+    assert response.json == {"code": "not_authenticated", "message": response.json["message"]}
+
+
+def test_forged_token_is_401_token_invalid(client):
+    response = client.get(URL, headers=auth(secret="not-the-secret-but-just-as-long-0123456789"))
+    assert response.status_code == 401
+    assert response.json["code"] == "token_invalid"
+
+
+def test_token_for_another_audience_is_401_token_invalid(client):
+    response = client.get(URL, headers=auth(aud="billing"))
+    assert response.status_code == 401
+    assert response.json["code"] == "token_invalid"
+
+
+def test_user_token_is_not_a_service_token(client):
+    user_token = jwt.encode(
+        {"sub": str(uuid.uuid4()), "aud": "cinema", "exp": int(time.time()) + 60},
+        SERVICE_SECRET,
+        "HS256",
+    )
+    response = client.get(URL, headers={"Authorization": f"Bearer {user_token}"})
+    assert response.status_code == 401
+    assert response.json["code"] == "token_invalid"
+
+
+def test_expired_token_is_401_token_expired(client):
+    response = client.get(URL, headers=auth(ttl=-10))
+    assert response.status_code == 401
+    assert response.json["code"] == "token_expired"
+
+
+def test_other_service_is_403_forbidden(client):
+    response = client.get(URL, headers=auth(iss="admin"))
+    assert response.status_code == 403
+    assert response.json["code"] == "forbidden"
+
+
+def test_valid_token_reaches_the_endpoint(client):
+    response = client.get(URL, headers={"Authorization": f"Bearer {service_token()}"})
+    assert response.status_code == 404
+    assert response.json["code"] == "payment_not_found"
+
+
+def test_responses_carry_the_request_id(client):
+    response = client.get("/health", headers={"X-Request-ID": "req-123"})
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+    assert response.headers["X-Request-ID"] == "req-123"
+    assert client.get("/health").headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize(
+    "missing", ["STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SERVICE_JWT_SECRET"]
+)
+def test_settings_refuse_to_start_without_a_secret(monkeypatch, missing):
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SERVICE_JWT_SECRET"):
+        monkeypatch.setenv(name, "set")
+    monkeypatch.delenv(missing)
+    with pytest.raises(ValidationError) as error:
+        Settings(_env_file=None)
+    assert missing in str(error.value)
+
+
+def test_real_stripe_needs_a_real_publishable_key(monkeypatch):
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SERVICE_JWT_SECRET"):
+        monkeypatch.setenv(name, "set")
+    monkeypatch.setenv("STRIPE_API_BASE", "")
+    monkeypatch.delenv("STRIPE_PUBLISHABLE_KEY", raising=False)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None)
