@@ -1,0 +1,1 @@
+"""etl: copies the admin's catalog (films, plans, deletions) into billing, incrementally."""

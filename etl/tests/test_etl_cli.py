@@ -1,0 +1,70 @@
+"""`python -m etl --once` as the process manager runs it: settings from the environment, JSON logs."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import SECRET
+
+
+def run_etl(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ETL_")}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def log_lines(stderr: str) -> list[dict]:
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+
+
+def cli_env(settings) -> dict:
+    return {
+        "ADMIN_DATABASE_URL": settings.admin_database_url,
+        "BILLING_URL": settings.billing_url,
+        "SERVICE_JWT_SECRET": SECRET,
+        "ETL_STATE_FILE": str(settings.state_file),
+        "ETL_HTTP_ATTEMPTS": "2",
+        "ETL_BACKOFF_BASE_SECONDS": "0.01",
+    }
+
+
+def test_once_delivers_and_logs_one_json_line_per_batch(admin, billing, settings):
+    film = admin.add_film("Metropolis")
+    admin.add_plan("Silent era", films=[film])
+
+    done = run_etl(cli_env(settings), "--once")
+
+    assert done.returncode == 0, done.stderr
+    assert billing.films[film]["title"] == "Metropolis"
+    batches = [entry for entry in log_lines(done.stderr) if entry.get("event") == "batch"]
+    assert [(b["stream"], b["changed"], b["rejected"]) for b in batches] == [
+        ("films", 1, 0),
+        ("plans", 1, 0),
+    ]
+    assert settings.state_file.exists()
+
+
+def test_once_exits_non_zero_when_billing_is_down(admin, billing, settings):
+    admin.add_film("Unsent")
+    billing.fail_status = 503
+
+    done = run_etl(cli_env(settings), "--once")
+
+    assert done.returncode == 1
+    assert any(entry.get("event") == "pass_failed" for entry in log_lines(done.stderr))
+    assert not settings.state_file.exists()
+
+
+def test_refuses_to_start_without_the_service_secret(settings):
+    env = cli_env(settings)
+    env["SERVICE_JWT_SECRET"] = ""
+    done = run_etl(env, "--once")
+    assert done.returncode == 2
+    assert "SERVICE_JWT_SECRET" in done.stderr
