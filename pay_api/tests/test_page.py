@@ -1,0 +1,61 @@
+"""The payment page: what the user sees before paying."""
+
+from pay_api.money import format_money
+
+
+def test_page_shows_plan_amount_and_currency_before_paying(client, api, localstripe):
+    payment = api.create_payment(
+        amount=1299,
+        currency="usd",
+        description="Premium\nAll films in HD, cancel anytime",
+        return_url="http://cinema.test/account",
+    )
+    response = client.get(f"/pay/{payment['payment_id']}")
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert "Premium" in html
+    assert "All films in HD, cancel anytime" in html
+    assert "12.99 USD" in html
+    assert f'src="{localstripe}/js.stripe.com/v3/"' in html
+    assert 'id="card-element"' in html
+    assert 'href="http://cinema.test/account"' in html
+    assert 'name="viewport" content="width=device-width, initial-scale=1"' in html
+    assert "pk_test_offline" in html
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_paid_page_shows_success_and_no_form(client, api):
+    payment = api.create_payment(amount=500, currency="eur")
+    api.pay(payment["payment_id"])
+    html = client.get(f"/pay/{payment['payment_id']}").get_data(as_text=True)
+    assert '<section id="success" class="notice success"  role="status">' in html
+    assert '<form id="payment-form" hidden' in html
+
+
+def test_declined_page_shows_the_reason(client, api):
+    payment = api.create_payment()
+    api.pay(payment["payment_id"], "4000000000000341")
+    html = client.get(f"/pay/{payment['payment_id']}").get_data(as_text=True)
+    assert "Your card was declined. Try another card." in html
+    assert '<form id="payment-form"  novalidate>' in html
+
+
+def test_unknown_payment_page_is_404(client):
+    response = client.get("/pay/not-a-payment")
+    assert response.status_code == 404
+    assert "Payment not found" in response.get_data(as_text=True)
+
+
+def test_static_script_and_styles_are_served(client):
+    script = client.get("/static/pay.js").get_data(as_text=True)
+    assert "confirmCardSetup" in script and "confirmCardPayment" in script
+    assert "button.disabled = true" in script
+    css = client.get("/static/pay.css").get_data(as_text=True)
+    assert "max-width: 480px" in css
+
+
+def test_money_formatting():
+    assert format_money(1299, "usd") == "12.99 USD"
+    assert format_money(500, "jpy") == "500 JPY"
+    assert format_money(1234567, "eur") == "12,345.67 EUR"
+    assert format_money(1500, "kwd") == "1.500 KWD"

@@ -1,0 +1,164 @@
+"""Refunds: stored first, capped by pay_api (localstripe does not cap), made once at Stripe."""
+
+import uuid
+
+import pytest
+from pay_api.refunds.models import Refund
+
+from .conftest import auth
+
+
+@pytest.fixture
+def paid(api):
+    payment = api.create_payment(amount=1000, currency="usd")
+    assert api.pay(payment["payment_id"]) == {"status": "succeeded"}
+    return api.get_payment(payment["payment_id"])
+
+
+def refund(client, payment_id, amount, refund_id=None, reason="requested_by_customer"):
+    body = {
+        "refund_id": str(refund_id or uuid.uuid4()),
+        "payment_id": str(payment_id),
+        "amount": amount,
+        "reason": reason,
+    }
+    return client.post("/internal/v1/refunds", json=body, headers=auth())
+
+
+def test_refund_is_made_once_and_idempotent_by_refund_id(client, api, paid):
+    refund_id = uuid.uuid4()
+    first = refund(client, paid["payment_id"], 400, refund_id)
+    assert first.status_code == 201
+    assert first.json["status"] == "succeeded"
+    assert first.json["amount"] == 400
+    assert first.json["stripe_refund_id"].startswith("re_")
+
+    again = refund(client, paid["payment_id"], 400, refund_id)
+    assert again.status_code == 201
+    assert again.json == first.json
+
+    at_stripe = api.stripe_refunds(paid["stripe_payment_intent_id"])
+    assert [r["amount"] for r in at_stripe] == [400]
+    assert at_stripe[0]["metadata"]["refund_id"] == str(refund_id)
+    assert api.get_payment(paid["payment_id"])["amount_refunded"] == 400
+
+    fetched = client.get(f"/internal/v1/refunds/{refund_id}?refresh=1", headers=auth())
+    assert fetched.status_code == 200
+    assert fetched.json["status"] == "succeeded"
+
+
+def test_refunds_are_capped_at_the_charged_amount(client, api, paid):
+    assert refund(client, paid["payment_id"], 600).status_code == 201
+    too_much = refund(client, paid["payment_id"], 401)
+    assert too_much.status_code == 409
+    assert too_much.json["code"] == "refund_exceeds_remaining"
+    assert refund(client, paid["payment_id"], 400).status_code == 201
+    assert refund(client, paid["payment_id"], 1).json["code"] == "refund_exceeds_remaining"
+
+    assert api.get_payment(paid["payment_id"])["amount_refunded"] == 1000
+    at_stripe = api.stripe_refunds(paid["stripe_payment_intent_id"])
+    assert sorted(r["amount"] for r in at_stripe) == [400, 600]
+
+
+def test_same_refund_id_with_another_amount_is_a_conflict(client, paid):
+    refund_id = uuid.uuid4()
+    assert refund(client, paid["payment_id"], 100, refund_id).status_code == 201
+    conflict = refund(client, paid["payment_id"], 200, refund_id)
+    assert conflict.status_code == 409
+    assert conflict.json["code"] == "refund_conflict"
+
+
+def test_unpaid_payment_is_not_refundable(client, api):
+    payment = api.create_payment()
+    response = refund(client, payment["payment_id"], 100)
+    assert response.status_code == 409
+    assert response.json["code"] == "payment_not_refundable"
+
+
+def test_bad_refund_body_changes_nothing(client, db, paid):
+    refund_id = uuid.uuid4()
+    response = refund(client, paid["payment_id"], -5, refund_id)
+    assert response.status_code == 422
+    assert response.json["code"] == "validation_error"
+    with db.transaction() as session:
+        assert session.get(Refund, refund_id) is None
+
+
+def test_after_a_crash_the_refund_made_at_stripe_is_found_not_made_twice(
+    app, client, db, api, paid
+):
+    """pay_api stored the refund, Stripe made it, and the answer was lost (a crash)."""
+    refund_id = uuid.uuid4()
+    with db.transaction() as session:
+        session.add(
+            Refund(
+                id=refund_id,
+                payment_id=uuid.UUID(paid["payment_id"]),
+                amount=300,
+                currency="usd",
+                reason="crash test",
+                status="pending",
+            )
+        )
+    app.extensions["pay_api.gateway"].create_refund(
+        refund_id=str(refund_id),
+        payment_intent_id=paid["stripe_payment_intent_id"],
+        amount=300,
+        reason="crash test",
+    )
+
+    response = client.get(f"/internal/v1/refunds/{refund_id}?refresh=1", headers=auth())
+    assert response.status_code == 200
+    assert response.json["status"] == "succeeded"
+    at_stripe = api.stripe_refunds(paid["stripe_payment_intent_id"])
+    assert len(at_stripe) == 1
+    assert response.json["stripe_refund_id"] == at_stripe[0]["id"]
+
+    # billing retrying its POST gets the same refund, still one at Stripe
+    again = refund(client, paid["payment_id"], 300, refund_id, reason="crash test")
+    assert again.status_code == 201
+    assert again.json["stripe_refund_id"] == at_stripe[0]["id"]
+    assert len(api.stripe_refunds(paid["stripe_payment_intent_id"])) == 1
+
+
+def test_unknown_refund_is_404(client):
+    response = client.get(f"/internal/v1/refunds/{uuid.uuid4()}", headers=auth())
+    assert response.status_code == 404
+    assert response.json["code"] == "refund_not_found"
+
+
+def test_refund_events_from_real_stripe_apply(client, db, api, paid):
+    """refund.updated / refund.failed are sent by real Stripe (not by localstripe)."""
+    from .test_webhooks import event, post, signed
+
+    refund_id = uuid.uuid4()
+    with db.transaction() as session:
+        session.add(
+            Refund(
+                id=refund_id,
+                payment_id=uuid.UUID(paid["payment_id"]),
+                amount=250,
+                currency="usd",
+                status="pending",
+            )
+        )
+    obj = {
+        "id": "re_from_stripe_" + uuid.uuid4().hex[:8],
+        "object": "refund",
+        "amount": 250,
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "payment_intent": paid["stripe_payment_intent_id"],
+        "metadata": {"refund_id": str(refund_id)},
+    }
+    payload = event("refund.failed", obj)
+    assert post(client, payload, signed(payload)).status_code == 200
+    fetched = client.get(f"/internal/v1/refunds/{refund_id}", headers=auth()).json
+    assert fetched["status"] == "failed"
+    assert fetched["stripe_refund_id"] == obj["id"]
+    # a late "pending" update never moves it back
+    late = event("refund.updated", {**obj, "status": "pending"})
+    assert post(client, late, signed(late)).status_code == 200
+    assert (
+        client.get(f"/internal/v1/refunds/{refund_id}", headers=auth()).json["status"] == "failed"
+    )
