@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 from conftest import SECRET
 
@@ -68,3 +70,27 @@ def test_refuses_to_start_without_the_service_secret(settings):
     done = run_etl(env, "--once")
     assert done.returncode == 2
     assert "SERVICE_JWT_SECRET" in done.stderr
+
+
+def test_loop_delivers_changes_and_stops_cleanly_on_sigterm(admin, billing, settings):
+    film = admin.add_film("Loop film")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ETL_")}
+    env.update(cli_env(settings), ETL_INTERVAL_SECONDS="0.1")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "etl"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # Wait (bounded) for the first pass, then change a row and wait for the next one.
+        deadline = time.monotonic() + 30
+        while film not in billing.films and time.monotonic() < deadline:
+            time.sleep(0.05)
+        admin.update_film(film, title="Loop film, renamed")
+        while billing.films.get(film, {}).get("title") != "Loop film, renamed":
+            assert time.monotonic() < deadline, "the loop did not deliver the change"
+            time.sleep(0.05)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+
+    assert worker.returncode == 0
+    assert log_lines(stderr)[-1]["event"] == "stop"

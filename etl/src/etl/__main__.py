@@ -10,13 +10,14 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 from etl import logs
 from etl.config import ConfigError, Settings
 from etl.extract import AdminDatabaseUnavailable
 from etl.load import BillingUnavailable
-from etl.sync import Etl, sleep_until
+from etl.sync import Etl
 
 log = logging.getLogger("etl")
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         log.critical("refusing to start: %s", exc, extra={"event": "config_error"})
         return 2
 
-    etl = Etl(settings)
+    etl = Etl(settings, stop=threading.Event())
     try:
         if args.once:
             return 0 if _pass(etl, full=args.full) else 1
@@ -69,11 +70,10 @@ def _pass(etl: Etl, *, full: bool = False) -> bool:
 
 
 def _loop(etl: Etl, settings: Settings, *, full: bool) -> int:
-    stopping = False
-
     def stop(signum, frame) -> None:
-        nonlocal stopping
-        stopping = True
+        # Set from another thread: the handler may interrupt this thread while it holds the
+        # event's lock (inside Event.wait), and setting it here would deadlock.
+        threading.Thread(target=etl.stop.set, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -87,14 +87,14 @@ def _loop(etl: Etl, settings: Settings, *, full: bool) -> int:
         },
     )
     failures = 0
-    while not stopping:
+    while not etl.stop.is_set():
         ok = _pass(etl, full=full)
         full = full and not ok  # --full: one complete pass, then incremental ones
         failures = 0 if ok else failures + 1
         pause = settings.interval_seconds
         if failures:
             pause = max(pause, settings.backoff(failures))
-        sleep_until(time.monotonic() + pause, lambda: stopping)
+        etl.stop.wait(pause)
     log.info("etl stopped", extra={"event": "stop"})
     return 0
 

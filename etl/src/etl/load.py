@@ -21,6 +21,7 @@ Failure policy:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -80,8 +81,10 @@ class ServiceTokens:
 
 
 class BillingClient:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
         self._settings = settings
+        # Set on SIGTERM: back-off waits end at once and the pass gives up (state stays saved).
+        self._stop = stop or threading.Event()
         self._tokens = ServiceTokens(settings.service_jwt_secret, settings.token_ttl_seconds)
         self._http = httpx.Client(
             base_url=settings.billing_url,
@@ -121,7 +124,7 @@ class BillingClient:
                 return self._outcome(method, path, response)
             except (httpx.TransportError, BillingUnavailable) as exc:
                 reason = str(exc) or type(exc).__name__
-                if attempt == attempts:
+                if attempt == attempts or self._stop.is_set():
                     raise BillingUnavailable(f"{method} {path}: {reason}") from exc
                 delay = self._settings.backoff(attempt)
                 log.warning(
@@ -136,7 +139,8 @@ class BillingClient:
                         "request_id": request_id,
                     },
                 )
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    raise BillingUnavailable(f"{method} {path}: {reason}; stopping") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod

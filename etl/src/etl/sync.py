@@ -5,7 +5,7 @@ billing took — so a crash, or billing going away mid-pass, loses nothing and r
 from __future__ import annotations
 
 import logging
-import time
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,10 +40,11 @@ class PassResult:
 
 
 class Etl:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
         self.settings = settings
+        self.stop = stop or threading.Event()
         self.reader = AdminReader(settings.admin_database_url)
-        self.billing = BillingClient(settings)
+        self.billing = BillingClient(settings, self.stop)
         self.store = StateStore(settings.state_file)
         self.lookback = timedelta(seconds=settings.lookback_seconds)
 
@@ -153,9 +154,3 @@ def _position(state: StreamState) -> dict | None:
         return None
     moment, key = state.watermark
     return {"changed_at": moment.isoformat(), "key": key}
-
-
-def sleep_until(deadline: float, stop) -> None:
-    """Sleep until `deadline` (monotonic) or until stop() turns true, in short steps."""
-    while not stop() and time.monotonic() < deadline:
-        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
