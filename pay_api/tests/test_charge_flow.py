@@ -208,3 +208,25 @@ def _auth():
     from .conftest import auth
 
     return auth()
+
+
+def test_stripe_unreachable_is_503_gateway_unavailable(database_url, billing, api):
+    from pay_api import create_app
+
+    from .conftest import free_port, make_settings
+
+    dead = make_settings(
+        database_url,
+        f"http://127.0.0.1:{free_port()}",
+        billing.url,
+        PAY_API_STRIPE_MAX_RETRIES=0,
+    )
+    offline = create_app(dead)
+    try:
+        payment = api.create_payment()
+        response = offline.test_client().post(f"/pay/{payment['payment_id']}/setup-intent", json={})
+        assert response.status_code == 503
+        assert response.json["code"] == "gateway_unavailable"
+        assert api.get_payment(payment["payment_id"])["status"] == "pending"
+    finally:
+        offline.extensions["pay_api.db"].dispose()

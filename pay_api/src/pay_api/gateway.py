@@ -252,7 +252,12 @@ class Gateway:
         currency: str,
         description: str,
     ) -> IntentState:
-        """An UNCONFIRMED PaymentIntent: nothing is charged until `confirm_payment_intent`."""
+        """An UNCONFIRMED PaymentIntent: nothing is charged until `confirm_payment_intent`.
+
+        The Idempotency-Key is the payment id (plus the card, so that after a crash between this
+        call and the commit of the id, a retry with another card gets a fresh intent instead of
+        Stripe's "same key, other parameters" error; the lost one was never confirmed).
+        """
         params = self.differences.params(
             {
                 "amount": amount,
@@ -267,7 +272,7 @@ class Gateway:
         with stripe_errors_mapped():
             intent = self.client.v1.payment_intents.create(
                 params={k: v for k, v in params.items() if v is not None},
-                options={"idempotency_key": f"pay_api-pi-create-{payment_id}"},
+                options={"idempotency_key": f"pay_api-pi-create-{payment_id}-{payment_method_id}"},
             )
         return IntentState.from_stripe(intent)
 
