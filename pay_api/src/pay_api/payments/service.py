@@ -251,18 +251,10 @@ def charge(
                 "stripe refused the confirmation",
                 extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
             )
+            # Refused for another reason than the intent's state: nothing was charged.
             intent = gateway.retrieve_payment_intent(intent_id)
             state.apply_intent(session, payment, intent)
-            answer = _answer(payment, intent)
-            if answer.status == "declined" and answer.error_code is None:
-                return ChargeAnswer(
-                    "declined",
-                    error_code=exc.stripe_code or "gateway_error",
-                    error_message=(
-                        "The payment could not be made with this card. Try another card."
-                    ),
-                )
-            return answer
+            return _answer(payment, intent)
         state.apply_intent(session, payment, intent)
         log.info(
             "payment confirmed at stripe",
