@@ -1,0 +1,1 @@
+"""Cinema Billing: plans, subscriptions, payments, refunds, access decisions and the ledger."""

@@ -1,0 +1,112 @@
+"""Settings of the billing service, read from the environment (names in docs/contracts.md).
+
+`Settings()` refuses to build when a secret is missing, so neither the API nor the worker starts
+half-configured. Nothing reads the environment at import time: call `get_settings()`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # --- shared settings (docs/contracts.md) ---
+    # asyncpg URL of billing's own database.
+    database_url: str = Field(
+        "postgresql+asyncpg://postgres@127.0.0.1:5432/cinema_billing",
+        validation_alias="BILLING_DATABASE_URL",
+    )
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # User tokens: HS256 with the secret, or RS256 with the public key file; pinned to one.
+    auth_jwt_algorithm: Literal["HS256", "RS256"] = Field(
+        "HS256", validation_alias="AUTH_JWT_ALGORITHM"
+    )
+    auth_jwt_secret: str = Field("", validation_alias="AUTH_JWT_SECRET")
+    auth_jwt_public_key_file: str = Field("", validation_alias="AUTH_JWT_PUBLIC_KEY_FILE")
+    auth_jwt_audience: str = Field("cinema", validation_alias="AUTH_JWT_AUDIENCE")
+    # Service tokens (HS256, aud = called service). Required: no default.
+    service_jwt_secret: str = Field(validation_alias="SERVICE_JWT_SECRET", min_length=1)
+    # Where billing calls pay_api, and the public base the payment page is served from.
+    pay_api_url: str = Field("http://127.0.0.1:8002", validation_alias="PAY_API_URL")
+    pay_api_public_url: str = Field("http://127.0.0.1:8002", validation_alias="PAY_API_PUBLIC_URL")
+
+    # --- billing's own knobs ---
+    # A first payment not paid within this many seconds is canceled at pay_api and expires.
+    payment_ttl_seconds: int = Field(1800, validation_alias="BILLING_PAYMENT_TTL_SECONDS", gt=0)
+    # Reconciler back-off: first check after `base`, doubling per attempt, capped at `max`.
+    reconcile_base_seconds: float = Field(
+        30, validation_alias="BILLING_RECONCILE_BASE_SECONDS", gt=0
+    )
+    reconcile_max_seconds: float = Field(
+        3600, validation_alias="BILLING_RECONCILE_MAX_SECONDS", gt=0
+    )
+    # How long one worker claims a row it is working on (a crashed worker's claim runs out).
+    worker_claim_seconds: int = Field(120, validation_alias="BILLING_WORKER_CLAIM_SECONDS", gt=0)
+    # Pause between two passes of the worker loop, and rows taken per job and pass.
+    worker_interval_seconds: float = Field(
+        5, validation_alias="BILLING_WORKER_INTERVAL_SECONDS", gt=0
+    )
+    worker_batch_size: int = Field(100, validation_alias="BILLING_WORKER_BATCH_SIZE", gt=0)
+    # Longest time an access decision stays in Redis (also bounded by the paid period's end).
+    access_cache_max_seconds: int = Field(
+        300, validation_alias="BILLING_ACCESS_CACHE_MAX_SECONDS", ge=1
+    )
+    # Prefix of every Redis key billing writes (tests use their own).
+    redis_prefix: str = Field("billing:", validation_alias="BILLING_REDIS_PREFIX")
+    # Services (token `iss`) allowed on GET /internal/v1/access.
+    access_check_services: str = Field(
+        "movies,admin", validation_alias="BILLING_ACCESS_CHECK_SERVICES"
+    )
+    # Timeouts of calls to pay_api, seconds.
+    pay_api_connect_timeout: float = Field(2, validation_alias="BILLING_PAY_API_CONNECT_TIMEOUT")
+    pay_api_timeout: float = Field(10, validation_alias="BILLING_PAY_API_TIMEOUT")
+    # Where pay_api sends the user after paying; `{payment_id}` is replaced. Empty = the page.
+    payment_return_url: str = Field("", validation_alias="BILLING_PAYMENT_RETURN_URL")
+    # Connection pools (the idempotency pool holds a connection while a keyed request runs).
+    db_pool_size: int = Field(10, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
+    db_max_overflow: int = Field(10, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
+    log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
+
+    @model_validator(mode="after")
+    def _user_token_key_present(self) -> Settings:
+        if self.auth_jwt_algorithm == "HS256" and not self.auth_jwt_secret:
+            raise ValueError("AUTH_JWT_SECRET is required when AUTH_JWT_ALGORITHM=HS256")
+        if self.auth_jwt_algorithm == "RS256":
+            if not self.auth_jwt_public_key_file:
+                raise ValueError(
+                    "AUTH_JWT_PUBLIC_KEY_FILE is required when AUTH_JWT_ALGORITHM=RS256"
+                )
+            if not Path(self.auth_jwt_public_key_file).is_file():
+                raise ValueError(
+                    f"AUTH_JWT_PUBLIC_KEY_FILE not found: {self.auth_jwt_public_key_file}"
+                )
+        if self.auth_jwt_audience == "billing":
+            # Service tokens use aud=billing; a user token must never pass for one.
+            raise ValueError("AUTH_JWT_AUDIENCE must differ from the service audience 'billing'")
+        return self
+
+    @property
+    def access_check_service_set(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.access_check_services.split(",") if s.strip())
+
+    def return_url_for(self, payment_id: str) -> str:
+        """The URL pay_api sends the user to after paying."""
+        template = self.payment_return_url or self.payment_url_for("{payment_id}")
+        return template.replace("{payment_id}", payment_id)
+
+    def payment_url_for(self, payment_id: str) -> str:
+        """The payment page of a payment (pay_api serves it; the payment id is unguessable)."""
+        return f"{self.pay_api_public_url.rstrip('/')}/pay/{payment_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()  # type: ignore[call-arg]

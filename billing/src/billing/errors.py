@@ -1,0 +1,168 @@
+"""One exception tree for billing; each error maps to a JSON `{"code", "message"}` answer.
+
+Foreign errors (asyncpg, httpx, jwt) are turned into these at the boundary that sees them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = logging.getLogger(__name__)
+
+
+class BillingError(Exception):
+    """Base of every error billing answers with; `code` is stable and machine-readable."""
+
+    status_code = 400
+    code = "bad_request"
+    message = "Bad request."
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        self.message = message or self.message
+        self.details = details
+        super().__init__(self.message)
+
+
+# --- authentication and authorization (401/403) ---
+class NotAuthenticated(BillingError):
+    status_code, code, message = 401, "not_authenticated", "A bearer token is required."
+
+
+class TokenExpired(BillingError):
+    status_code, code, message = 401, "token_expired", "The token has expired."
+
+
+class TokenInvalid(BillingError):
+    status_code, code, message = 401, "token_invalid", "The token is not valid here."
+
+
+class Forbidden(BillingError):
+    status_code, code, message = 403, "forbidden", "This caller may not use this endpoint."
+
+
+# --- not found (404); another user's object is not found either ---
+class NotFound(BillingError):
+    status_code, code, message = 404, "not_found", "Not found."
+
+
+class PlanNotFound(NotFound):
+    code, message = "plan_not_found", "No such plan."
+
+
+class SubscriptionNotFound(NotFound):
+    code, message = "subscription_not_found", "No such subscription."
+
+
+class PaymentNotFound(NotFound):
+    code, message = "payment_not_found", "No such payment."
+
+
+class RefundNotFound(NotFound):
+    code, message = "refund_not_found", "No such refund."
+
+
+# --- conflicts with the current state (409) ---
+class Conflict(BillingError):
+    status_code, code, message = 409, "conflict", "Conflicts with the current state."
+
+
+class PlanInactive(Conflict):
+    code, message = "plan_inactive", "This plan can no longer be bought."
+
+
+class SubscriptionExists(Conflict):
+    code, message = "subscription_exists", "You already hold this plan."
+
+
+class SubscriptionNotCancelable(Conflict):
+    code, message = "subscription_not_cancelable", "This subscription cannot be canceled."
+
+
+class PaymentNotRefundable(Conflict):
+    code, message = "payment_not_refundable", "Only a succeeded payment can be refunded."
+
+
+class PaymentAlreadyRefunded(Conflict):
+    code, message = "payment_already_refunded", "This payment has already been refunded."
+
+
+class RefundExceedsRemaining(Conflict):
+    code, message = "refund_exceeds_remaining", "The refund exceeds what is left of the payment."
+
+
+class RefundWindowPassed(Conflict):
+    code, message = "refund_window_passed", "The refund window of this plan has passed."
+
+
+# --- well-formed but unacceptable input (422) ---
+class Unprocessable(BillingError):
+    status_code, code, message = 422, "validation_error", "The request is not valid."
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code = "idempotency_key_reused"
+    message = "This Idempotency-Key was used with other parameters."
+
+
+class EventMismatch(Unprocessable):
+    code, message = "event_mismatch", "The event's amount or currency does not match."
+
+
+# --- our peers (5xx) ---
+class GatewayUnavailable(BillingError):
+    status_code, code = 503, "gateway_unavailable"
+    message = "The payment gateway is unavailable; try again shortly."
+
+
+class GatewayError(BillingError):
+    status_code, code = 502, "gateway_error"
+    message = "The payment gateway refused the request."
+
+
+def error_response(status_code: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse(body, status_code=status_code)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    415: "unsupported_media_type",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map our errors, FastAPI's validation errors and stray HTTP errors to one JSON shape."""
+
+    @app.exception_handler(BillingError)
+    async def _billing_error(_request: Request, exc: BillingError) -> JSONResponse:
+        return error_response(exc.status_code, exc.code, exc.message, exc.details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+            for err in exc.errors()
+        ]
+        return error_response(422, "validation_error", "The request is not valid.", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "Something went wrong on our side.")

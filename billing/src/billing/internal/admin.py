@@ -1,0 +1,110 @@
+"""What the admin panel reads and does (iss=admin): a user's payments, subscriptions, refunds;
+one payment; a refund (partial allowed, optionally ending the subscription)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from billing.auth import require_service
+from billing.db import SessionDep, utcnow
+from billing.errors import PaymentNotFound
+from billing.payments import service as payments
+from billing.payments.models import Payment
+from billing.payments.schemas import AdminPaymentOut, RefundOut
+from billing.refunds.models import Refund
+from billing.refunds.router import refund_and_answer
+from billing.refunds.schemas import AdminRefundIn
+from billing.subscriptions.models import Subscription
+from billing.subscriptions.schemas import AdminSubscriptionOut
+
+router = APIRouter(
+    prefix="/internal/v1",
+    tags=["internal: admin"],
+    dependencies=[Depends(require_service("admin"))],
+)
+
+
+class AdminPaymentList(BaseModel):
+    items: list[AdminPaymentOut]
+    total: int
+
+
+class AdminSubscriptionList(BaseModel):
+    items: list[AdminSubscriptionOut]
+    total: int
+
+
+class RefundList(BaseModel):
+    items: list[RefundOut]
+    total: int
+
+
+@router.get("/users/{user_id}/payments", response_model=AdminPaymentList)
+async def user_payments(user_id: uuid.UUID, session: SessionDep) -> AdminPaymentList:
+    rows = list(
+        await session.scalars(
+            select(Payment).where(Payment.user_id == user_id).order_by(Payment.created_at.desc())
+        )
+    )
+    items = await payments.present(session=session, payments=rows, admin=True)
+    return AdminPaymentList(items=items, total=len(items))
+
+
+@router.get("/users/{user_id}/subscriptions", response_model=AdminSubscriptionList)
+async def user_subscriptions(user_id: uuid.UUID, session: SessionDep) -> AdminSubscriptionList:
+    rows = await session.scalars(
+        select(Subscription)
+        .where(Subscription.user_id == user_id)
+        .order_by(Subscription.created_at.desc())
+    )
+    items = [AdminSubscriptionOut.model_validate(s) for s in rows]
+    return AdminSubscriptionList(items=items, total=len(items))
+
+
+@router.get("/users/{user_id}/refunds", response_model=RefundList)
+async def user_refunds(user_id: uuid.UUID, session: SessionDep) -> RefundList:
+    rows = await session.scalars(
+        select(Refund).where(Refund.user_id == user_id).order_by(Refund.created_at.desc())
+    )
+    items = [RefundOut.model_validate(r) for r in rows]
+    return RefundList(items=items, total=len(items))
+
+
+@router.get("/payments/{payment_id}", response_model=AdminPaymentOut)
+async def payment(payment_id: uuid.UUID, session: SessionDep) -> AdminPaymentOut:
+    row = await session.get(Payment, payment_id)
+    if row is None:
+        raise PaymentNotFound()
+    (item,) = await payments.present(session=session, payments=[row], admin=True)
+    return item
+
+
+@router.post("/payments/{payment_id}/refunds", response_model=RefundOut, status_code=201)
+async def refund(
+    payment_id: uuid.UUID,
+    body: AdminRefundIn,
+    request: Request,
+    session: SessionDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    return await refund_and_answer(
+        resources=request.app.state.resources,
+        session=session,
+        owner="service:admin",
+        scope="admin.refund",
+        idempotency_key=idempotency_key,
+        request={"payment_id": str(payment_id), **body.model_dump()},
+        payment_id=payment_id,
+        user_id=None,
+        amount=body.amount,
+        reason=body.reason,
+        initiated_by="admin",
+        end_subscription=body.end_subscription,
+        now=utcnow(),
+    )

@@ -1,0 +1,81 @@
+"""The billing API: `uvicorn billing.main:app`.
+
+`app` is built on first access (PEP 562 module `__getattr__`), so importing this module reads no
+environment; tests build their own with `create_app(settings)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from billing.access.router import router as access_router
+from billing.config import Settings, get_settings
+from billing.errors import install_error_handlers
+from billing.internal.access import router as internal_access_router
+from billing.internal.admin import router as internal_admin_router
+from billing.internal.catalog import router as internal_catalog_router
+from billing.internal.events import router as internal_events_router
+from billing.log import RequestIdMiddleware, configure_logging
+from billing.payments.router import router as payments_router
+from billing.plans.router import router as plans_router
+from billing.resources import Resources
+from billing.subscriptions.router import router as subscriptions_router
+
+DESCRIPTION = """
+Billing of the online cinema: plans, subscriptions, payments (through pay_api and Stripe),
+refunds and access decisions. Public endpoints take a user JWT; `/internal/v1` endpoints take a
+service JWT (`aud=billing`, `iss` = the calling service). Errors are
+`{"code": "<stable_snake_case>", "message": "..."}`. Money is integer minor units + currency.
+"""
+
+
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
+    """Build the API with its own pools and clients (closed when the app shuts down)."""
+    settings = settings or get_settings()
+    if configure_logs:
+        configure_logging(settings.log_level)
+    resources = Resources(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await resources.aclose()
+
+    app = FastAPI(
+        title="Cinema Billing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+    )
+    app.state.resources = resources
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+
+    @app.get("/health", tags=["health"], summary="Liveness")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    for router in (
+        plans_router,
+        subscriptions_router,
+        payments_router,
+        access_router,
+        internal_catalog_router,
+        internal_access_router,
+        internal_events_router,
+        internal_admin_router,
+    ):
+        app.include_router(router)
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = create_app()
+        return _app
+    raise AttributeError(name)

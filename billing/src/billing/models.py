@@ -1,0 +1,25 @@
+"""Every table of billing, imported in one place (for Alembic and for readers)."""
+
+from billing.db import Base
+from billing.idempotency import IdempotencyKey
+from billing.outbox import OutboxMessage
+from billing.payments.models import LedgerEntry, Payment, ProcessedEvent
+from billing.plans.models import Film, Plan, PlanFilm
+from billing.refunds.models import Refund
+from billing.subscriptions.models import Subscription
+
+metadata = Base.metadata
+
+__all__ = [
+    "Film",
+    "IdempotencyKey",
+    "LedgerEntry",
+    "OutboxMessage",
+    "Payment",
+    "Plan",
+    "PlanFilm",
+    "ProcessedEvent",
+    "Refund",
+    "Subscription",
+    "metadata",
+]

@@ -1,0 +1,144 @@
+"""Client of pay_api's internal API (docs/contracts.md), the only way billing reaches Stripe.
+
+Every call carries a fresh service token (iss=billing, aud=pay_api) and the current request id.
+httpx errors are mapped here: `PayApiUnavailable` when the call may not have reached pay_api or its
+answer is unknown (connect error, timeout, 5xx), `PayApiRejected` for a 4xx answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+
+from billing.auth import mint_service_token
+from billing.log import request_id_var
+
+logger = logging.getLogger(__name__)
+
+
+class PayApiError(Exception):
+    """Base of pay_api call failures."""
+
+
+class PayApiUnavailable(PayApiError):
+    """No usable answer. `maybe_applied` is True when the request may have been applied."""
+
+    def __init__(self, message: str, *, maybe_applied: bool) -> None:
+        super().__init__(message)
+        self.maybe_applied = maybe_applied
+
+
+class PayApiRejected(PayApiError):
+    """pay_api answered 4xx with `{"code", "message"}`."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+
+
+class PayApiClient:
+    def __init__(
+        self, *, base_url: str, secret: str, connect_timeout: float, timeout: float
+    ) -> None:
+        self._secret = secret
+        self._http = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def register_payment(
+        self,
+        *,
+        payment_id: str,
+        user_id: str,
+        amount: int,
+        currency: str,
+        description: str,
+        return_url: str,
+    ) -> dict[str, Any]:
+        """POST /internal/v1/payments (idempotent by payment_id)."""
+        body = {
+            "payment_id": payment_id,
+            "user_id": user_id,
+            "amount": amount,
+            "currency": currency,
+            "description": description,
+            "return_url": return_url,
+        }
+        return await self._call("POST", "/internal/v1/payments", json=body)
+
+    async def get_payment(self, payment_id: str) -> dict[str, Any] | None:
+        """GET /internal/v1/payments/{id}?refresh=1 (pay_api asks Stripe first); None if unknown."""
+        return await self._call_or_none(
+            "GET", f"/internal/v1/payments/{payment_id}", params={"refresh": "1"}
+        )
+
+    async def cancel_payment(self, payment_id: str) -> dict[str, Any] | None:
+        """POST /internal/v1/payments/{id}/cancel; None if pay_api never had it."""
+        return await self._call_or_none("POST", f"/internal/v1/payments/{payment_id}/cancel")
+
+    async def create_refund(
+        self, *, refund_id: str, payment_id: str, amount: int, reason: str
+    ) -> dict[str, Any]:
+        """POST /internal/v1/refunds (idempotent by refund_id)."""
+        body = {
+            "refund_id": refund_id,
+            "payment_id": payment_id,
+            "amount": amount,
+            "reason": reason,
+        }
+        return await self._call("POST", "/internal/v1/refunds", json=body)
+
+    async def get_refund(self, refund_id: str) -> dict[str, Any] | None:
+        """GET /internal/v1/refunds/{id}?refresh=1; None if pay_api never had it."""
+        return await self._call_or_none(
+            "GET", f"/internal/v1/refunds/{refund_id}", params={"refresh": "1"}
+        )
+
+    async def _call_or_none(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        try:
+            return await self._call(method, path, **kwargs)
+        except PayApiRejected as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {
+            "Authorization": "Bearer " + mint_service_token(self._secret, audience="pay_api"),
+        }
+        request_id = request_id_var.get()
+        if request_id:
+            headers["X-Request-ID"] = request_id
+        try:
+            response = await self._http.request(method, path, headers=headers, **kwargs)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            logger.warning("pay_api unreachable", extra={"path": path, "error": repr(exc)})
+            raise PayApiUnavailable(repr(exc), maybe_applied=False) from exc
+        except httpx.HTTPError as exc:
+            logger.warning("pay_api answer lost", extra={"path": path, "error": repr(exc)})
+            raise PayApiUnavailable(repr(exc), maybe_applied=True) from exc
+        if response.status_code >= 500:
+            logger.warning("pay_api failed", extra={"path": path, "status": response.status_code})
+            raise PayApiUnavailable(f"pay_api answered {response.status_code}", maybe_applied=True)
+        try:
+            data = response.json()
+        except ValueError:
+            data = {}
+        if response.status_code >= 400:
+            if not isinstance(data, dict):
+                data = {}
+            raise PayApiRejected(
+                response.status_code,
+                str(data.get("code", "error")),
+                str(data.get("message", response.text[:200])),
+            )
+        if not isinstance(data, dict):
+            raise PayApiUnavailable("pay_api answered a non-object", maybe_applied=True)
+        return data

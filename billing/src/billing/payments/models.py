@@ -1,0 +1,143 @@
+"""Payments, the append-only ledger, and the inbox of pay_api events already applied."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billing.db import Base
+from billing.payments.state import OPEN_PAYMENT_STATUSES, PAYMENT_STATUSES, REFUNDABLE_STATUSES
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Payment(Base):
+    __tablename__ = "payments"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(PAYMENT_STATUSES)})", name="status"),
+        CheckConstraint("kind IN ('first', 'renewal')", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency_iso"),
+        # Invariant 2: refunded (succeeded + pending) never exceeds what was charged.
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"
+        ),
+        CheckConstraint(
+            f"refunded_amount = 0 OR status IN ({_in(REFUNDABLE_STATUSES)}, 'refunded')",
+            name="refunds_only_after_charge",
+        ),
+        # Invariant 1: at most one open first payment per (user, plan).
+        Index(
+            "uq_payments_open_first_user_plan",
+            "user_id",
+            "plan_id",
+            unique=True,
+            postgresql_where=text(f"kind = 'first' AND status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
+        ),
+        Index("ix_payments_user_created", "user_id", "created_at"),
+        Index(
+            "ix_payments_open_next_check",
+            "next_check_at",
+            postgresql_where=text(f"status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    subscription_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("subscriptions.id"), index=True
+    )
+    plan_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("plans.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="first")
+    status: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    currency: Mapped[str] = mapped_column(String(3))
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # pending + succeeded
+    description: Mapped[str] = mapped_column(Text, default="")
+    payment_url: Mapped[str | None] = mapped_column(Text)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(Text)
+    failure_code: Mapped[str | None] = mapped_column(Text)
+    failure_message: Mapped[str | None] = mapped_column(Text)
+    # Deadline: not paid by then → canceled at pay_api and `expired`.
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Worker bookkeeping: when to ask pay_api next, how often we asked, who works on it now.
+    next_check_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    check_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The period this payment paid for (set when it succeeds).
+    period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class LedgerEntry(Base):
+    """Every movement of money; rows are never updated or deleted (a trigger refuses it)."""
+
+    __tablename__ = "ledger_entries"
+    __table_args__ = (
+        CheckConstraint("kind IN ('charge', 'refund', 'reversal')", name="kind"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("(kind = 'charge') = (refund_id IS NULL)", name="refund_rows_name_refund"),
+        # Invariant 1: at most one succeeded charge per payment.
+        Index(
+            "uq_ledger_one_charge_per_payment",
+            "payment_id",
+            unique=True,
+            postgresql_where=text("kind = 'charge'"),
+        ),
+        Index(
+            "uq_ledger_one_row_per_refund_kind",
+            "refund_id",
+            "kind",
+            unique=True,
+            postgresql_where=text("refund_id IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    payment_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("payments.id"), index=True
+    )
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("refunds.id")
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    kind: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units, always positive; kind signs it
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ProcessedEvent(Base):
+    """Inbox: a pay_api event id is inserted in the transaction that applies it, once."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    object: Mapped[str] = mapped_column(String(16))
+    payment_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True))
+    refund_id: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
+    status: Mapped[str] = mapped_column(String(24))
+    applied: Mapped[bool]
+    received_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )

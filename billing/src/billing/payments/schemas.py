@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: int
+    currency: str
+    status: str
+    reason: str
+    created_at: datetime
+
+
+class PaymentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    subscription_id: uuid.UUID
+    plan_id: uuid.UUID
+    status: str
+    amount: int
+    currency: str
+    refunded_amount: int
+    payment_url: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    refunds: list[RefundOut] = []
+
+
+class PaymentPage(BaseModel):
+    items: list[PaymentOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class AdminPaymentOut(PaymentOut):
+    user_id: uuid.UUID
+    stripe_payment_intent_id: str | None
+    expires_at: datetime
+    succeeded_at: datetime | None

@@ -1,0 +1,301 @@
+"""Payments: reading them, registering them with pay_api, and moving them through the state
+machine (`billing.payments.state`) from whatever pay_api reports — an answer, an event or the
+reconciler's question. Callers lock the payment row (`lock_payment`) before moving it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.config import Settings
+from billing.errors import GatewayError, GatewayUnavailable, PaymentNotFound
+from billing.outbox import commit, note_access_change
+from billing.pay_api import PayApiRejected, PayApiUnavailable
+from billing.payments.models import LedgerEntry, Payment
+from billing.payments.schemas import AdminPaymentOut, PaymentOut, RefundOut
+from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES, may_move
+from billing.refunds.models import Refund
+from billing.resources import Resources
+from billing.subscriptions.models import LIVE_STATUSES, Subscription
+from billing.subscriptions.periods import period_end
+
+logger = logging.getLogger(__name__)
+
+
+# --- reading ---------------------------------------------------------------------------------
+async def get_own(*, session: AsyncSession, user_id: uuid.UUID, payment_id: uuid.UUID) -> Payment:
+    """The user's payment; someone else's or an unknown id is not found."""
+    payment = await session.get(Payment, payment_id)
+    if payment is None or payment.user_id != user_id:
+        raise PaymentNotFound()
+    return payment
+
+
+async def list_for_user(
+    *, session: AsyncSession, user_id: uuid.UUID, limit: int, offset: int
+) -> tuple[list[Payment], int]:
+    """A page of the user's payments, newest first, and their total."""
+    total = await session.scalar(select(func.count()).where(Payment.user_id == user_id))
+    payments = await session.scalars(
+        select(Payment)
+        .where(Payment.user_id == user_id)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(payments), int(total or 0)
+
+
+async def refunds_by_payment(
+    *, session: AsyncSession, payment_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[Refund]]:
+    by_payment: dict[uuid.UUID, list[Refund]] = {pid: [] for pid in payment_ids}
+    if payment_ids:
+        refunds = await session.scalars(
+            select(Refund).where(Refund.payment_id.in_(payment_ids)).order_by(Refund.created_at)
+        )
+        for refund in refunds:
+            by_payment[refund.payment_id].append(refund)
+    return by_payment
+
+
+async def present(
+    *, session: AsyncSession, payments: Sequence[Payment], admin: bool = False
+) -> list[PaymentOut]:
+    """Payments as the API shows them, each with its refunds."""
+    refunds = await refunds_by_payment(session=session, payment_ids=[p.id for p in payments])
+    model = AdminPaymentOut if admin else PaymentOut
+    return [
+        model.model_validate(p).model_copy(
+            update={"refunds": [RefundOut.model_validate(r) for r in refunds[p.id]]}
+        )
+        for p in payments
+    ]
+
+
+async def lock_payment(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
+    """The payment, row-locked for this transaction (every move of a payment holds this lock)."""
+    return await session.scalar(
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# --- the state machine, applied ------------------------------------------------------------
+def schedule_check(payment: Payment, *, now: datetime, settings: Settings, retry: bool) -> None:
+    """When the worker looks at this payment next: back-off doubling per attempt, capped."""
+    attempts = payment.check_attempts + 1 if retry else 0
+    delay = min(settings.reconcile_max_seconds, settings.reconcile_base_seconds * 2**attempts)
+    payment.check_attempts = attempts
+    payment.next_check_at = now + timedelta(seconds=delay)
+
+
+async def apply_gateway_status(
+    session: AsyncSession,
+    *,
+    payment: Payment,
+    status: str,
+    now: datetime,
+    settings: Settings,
+    failure_code: str | None = None,
+    failure_message: str | None = None,
+    payment_intent_id: str | None = None,
+    by_reconciler: bool = False,
+) -> bool:
+    """Apply a payment status reported by pay_api to a locked payment; True if it moved."""
+    if status not in GATEWAY_PAYMENT_STATUSES:
+        logger.warning("unknown payment status from pay_api", extra={"status": status})
+        return False
+    if payment_intent_id:
+        payment.stripe_payment_intent_id = payment_intent_id
+    # pay_api says `canceled`; past the deadline that is billing's own expiry.
+    target = "expired" if status == "canceled" and now >= payment.expires_at else status
+    if payment.status == "unknown" and not by_reconciler:
+        # Only the reconciler leaves `unknown`: wake it up rather than trust one event.
+        payment.next_check_at = now
+        return False
+    if target == payment.status and target in ("pending", "processing"):
+        # Same state, fresher details (a declined card the user may retry with another one).
+        payment.failure_code, payment.failure_message = failure_code, failure_message
+        payment.updated_at = now
+        return False
+    if not may_move(payment.status, target, by_reconciler=by_reconciler):
+        return False
+    logger.info(
+        "payment moved",
+        extra={"payment_id": str(payment.id), "from": payment.status, "to": target},
+    )
+    payment.status = target
+    payment.updated_at = now
+    if target == "succeeded":
+        payment.failure_code = payment.failure_message = None
+        await _on_succeeded(session, payment=payment, now=now)
+    else:
+        payment.failure_code, payment.failure_message = failure_code, failure_message
+    if target in UNPAID_FINAL_STATUSES:
+        await _on_unpaid(session, payment=payment, now=now)
+    if target in ("pending", "processing"):
+        schedule_check(payment, now=now, settings=settings, retry=False)
+    return True
+
+
+async def lock_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription:
+    return await session.scalar(
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetime) -> None:
+    """Money was taken: one ledger charge (the unique index makes a second impossible), and the
+    subscription becomes active for one period."""
+    await session.execute(
+        insert(LedgerEntry)
+        .values(
+            payment_id=payment.id,
+            user_id=payment.user_id,
+            kind="charge",
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        .on_conflict_do_nothing(index_elements=["payment_id"], index_where=text("kind = 'charge'"))
+    )
+    payment.succeeded_at = now
+    subscription = await lock_subscription(session, payment.subscription_id)
+    if subscription.status not in ("incomplete", "incomplete_expired"):
+        # Renewals are not built yet; a first payment only ever completes an incomplete one.
+        _flag(subscription, f"payment {payment.id} succeeded while {subscription.status}", now)
+        return
+    if subscription.status == "incomplete_expired":
+        other_live = await session.scalar(
+            select(Subscription.id).where(
+                Subscription.user_id == subscription.user_id,
+                Subscription.plan_id == subscription.plan_id,
+                Subscription.status.in_(LIVE_STATUSES),
+                Subscription.id != subscription.id,
+            )
+        )
+        if other_live is not None:
+            # Charged after we gave up, and the user bought again meanwhile: a manager refunds.
+            _flag(
+                subscription, f"payment {payment.id} succeeded after expiry; plan held again", now
+            )
+            return
+    start = now
+    end = period_end(start, unit=subscription.period_unit, count=subscription.period_count)
+    subscription.status = "active"
+    subscription.current_period_start, subscription.current_period_end = start, end
+    subscription.ended_at = None
+    subscription.updated_at = now
+    payment.period_start, payment.period_end = start, end
+    note_access_change(session, subscription.user_id, "subscription activated")
+
+
+async def _on_unpaid(session: AsyncSession, *, payment: Payment, now: datetime) -> None:
+    subscription = await lock_subscription(session, payment.subscription_id)
+    if subscription.status == "incomplete":
+        subscription.status = "incomplete_expired"
+        subscription.ended_at = subscription.updated_at = now
+
+
+def _flag(subscription: Subscription, note: str, now: datetime) -> None:
+    logger.error(
+        "subscription needs attention",
+        extra={"subscription_id": str(subscription.id), "note": note},
+    )
+    subscription.needs_attention = True
+    subscription.attention_note = note
+    subscription.updated_at = now
+
+
+# --- registration with pay_api -------------------------------------------------------------
+async def claim(
+    session: AsyncSession, model: type, row_id: uuid.UUID, *conditions, now: datetime, seconds: int
+) -> bool:
+    """Take a short lease on a row, so one process at a time talks to pay_api about it."""
+    claimed = await session.scalar(
+        update(model)
+        .where(
+            model.id == row_id,
+            or_(model.claimed_until.is_(None), model.claimed_until < now),
+            *conditions,
+        )
+        .values(claimed_until=now + timedelta(seconds=seconds))
+        .returning(model.id)
+    )
+    await session.commit()
+    return claimed is not None
+
+
+async def register(
+    *,
+    resources: Resources,
+    payment_id: uuid.UUID,
+    now: datetime,
+    raise_errors: bool,
+    claimed: bool = False,
+) -> None:
+    """Create the payment at pay_api if it is still `created` (idempotent by payment id).
+
+    `claimed`: the caller (the worker) already holds the row's lease."""
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        if not claimed and not await claim(
+            session,
+            Payment,
+            payment_id,
+            Payment.status == "created",
+            now=now,
+            seconds=settings.worker_claim_seconds,
+        ):
+            return  # someone else registers it right now, or it moved on
+        payment = await session.get(Payment, payment_id)
+        try:
+            answer = await resources.pay_api.register_payment(
+                payment_id=str(payment.id),
+                user_id=str(payment.user_id),
+                amount=payment.amount,
+                currency=payment.currency,
+                description=payment.description,
+                return_url=settings.return_url_for(str(payment.id)),
+            )
+        except (PayApiUnavailable, PayApiRejected) as exc:
+            payment = await lock_payment(session, payment_id)
+            payment.claimed_until = None
+            schedule_check(payment, now=now, settings=settings, retry=True)
+            await session.commit()
+            if isinstance(exc, PayApiRejected):
+                logger.error(
+                    "pay_api refused a payment",
+                    extra={"payment_id": str(payment_id), "code": exc.code},
+                )
+                if raise_errors:
+                    raise GatewayError(
+                        f"The payment gateway refused the payment ({exc.code})."
+                    ) from exc
+            elif raise_errors:
+                raise GatewayUnavailable() from exc
+            return
+        payment = await lock_payment(session, payment_id)
+        payment.claimed_until = None
+        await apply_gateway_status(
+            session,
+            payment=payment,
+            status=str(answer.get("status", "pending")),
+            now=now,
+            settings=settings,
+            payment_intent_id=answer.get("stripe_payment_intent_id"),
+            failure_code=answer.get("failure_code"),
+            failure_message=answer.get("failure_message"),
+        )
+        await commit(session, resources.access_cache)

@@ -1,0 +1,285 @@
+"""Refunds. Money rules (invariant 2), guarded by the database:
+
+* the payment row is locked (`SELECT … FOR UPDATE`) while a refund is reserved on it;
+* `payments.refunded_amount` (pending + succeeded refunds) has a CHECK `<= amount`;
+* each refund writes a ledger `refund` row when asked, and a `reversal` row if it fails later.
+
+Lock order everywhere: payment, then refund, then subscription.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.config import Settings
+from billing.errors import (
+    PaymentAlreadyRefunded,
+    PaymentNotFound,
+    PaymentNotRefundable,
+    RefundExceedsRemaining,
+    RefundWindowPassed,
+)
+from billing.outbox import commit, note_access_change
+from billing.pay_api import PayApiRejected, PayApiUnavailable
+from billing.payments.models import LedgerEntry, Payment
+from billing.payments.service import claim, lock_payment, lock_subscription
+from billing.payments.state import REFUNDABLE_STATUSES, refund_may_move, status_after_refunds
+from billing.refunds.models import Refund
+from billing.resources import Resources
+from billing.subscriptions.models import LIVE_STATUSES
+
+logger = logging.getLogger(__name__)
+
+# pay_api answers that mean "this refund will never happen" (others are retried).
+_FINAL_REJECTIONS = (409, 422)
+
+
+def refund_window_end(payment: Payment, refund_window_days: int) -> datetime | None:
+    """Until when the user may take their money back (from the start of the paid period)."""
+    start = payment.period_start or payment.succeeded_at
+    return start + timedelta(days=refund_window_days) if start else None
+
+
+async def reserve(
+    *,
+    session: AsyncSession,
+    payment_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    amount: int | None,
+    reason: str,
+    initiated_by: str,
+    end_subscription: bool,
+    now: datetime,
+) -> Refund:
+    """Write a pending refund under the payment's lock and reserve its amount; not committed.
+
+    `user_id` set: the user's own full refund within the plan's refund window.
+    `user_id` None: a manager's refund of `amount` (None = what is left), no window.
+    """
+    payment = await lock_payment(session, payment_id)
+    if payment is None or (user_id is not None and payment.user_id != user_id):
+        raise PaymentNotFound()
+    if payment.status == "refunded":
+        raise PaymentAlreadyRefunded()
+    if payment.status not in REFUNDABLE_STATUSES:
+        raise PaymentNotRefundable()
+    remaining = payment.amount - payment.refunded_amount
+    if user_id is not None:
+        if payment.refunded_amount > 0:
+            raise PaymentAlreadyRefunded()
+        subscription = await lock_subscription(session, payment.subscription_id)
+        window_end = refund_window_end(payment, subscription.refund_window_days)
+        if window_end is None or now > window_end:
+            raise RefundWindowPassed()
+        amount = payment.amount
+    elif remaining <= 0:
+        raise PaymentAlreadyRefunded()
+    amount = remaining if amount is None else amount
+    if amount > remaining:
+        raise RefundExceedsRemaining(
+            f"At most {remaining} {payment.currency} is left to refund.",
+            details={"remaining": remaining, "currency": payment.currency},
+        )
+    refund = Refund(
+        id=uuid.uuid4(),
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        amount=amount,
+        currency=payment.currency,
+        status="pending",
+        reason=reason,
+        initiated_by=initiated_by,
+        ends_subscription=end_subscription,
+        next_check_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    payment.refunded_amount += amount
+    payment.updated_at = now
+    session.add(refund)
+    await session.flush()
+    session.add(
+        LedgerEntry(
+            payment_id=payment.id,
+            refund_id=refund.id,
+            user_id=payment.user_id,
+            kind="refund",
+            amount=amount,
+            currency=payment.currency,
+        )
+    )
+    if end_subscription:
+        subscription = await lock_subscription(session, payment.subscription_id)
+        if subscription.status in LIVE_STATUSES:
+            subscription.status = "refunded"
+            subscription.auto_renew = False
+            subscription.ended_at = subscription.updated_at = now
+            note_access_change(session, subscription.user_id, "subscription refunded")
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the CHECK refunded_amount <= amount: the last line of defence
+        raise RefundExceedsRemaining() from exc
+    return refund
+
+
+async def succeeded_total(session: AsyncSession, payment_id: uuid.UUID) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment_id, Refund.status == "succeeded"
+        )
+    )
+    return int(total or 0)
+
+
+async def apply_refund_status(
+    session: AsyncSession,
+    *,
+    payment: Payment,
+    refund: Refund,
+    status: str,
+    now: datetime,
+    settings: Settings,
+    stripe_refund_id: str | None = None,
+    failure_code: str | None = None,
+) -> bool:
+    """Move a locked refund (of a locked payment) to what pay_api reports; True if it moved."""
+    if stripe_refund_id:
+        refund.stripe_refund_id = stripe_refund_id
+    if status not in ("pending", "succeeded", "failed", "canceled"):
+        logger.warning("unknown refund status from pay_api", extra={"status": status})
+        return False
+    if not refund_may_move(refund.status, status):
+        return False
+    logger.info(
+        "refund moved", extra={"refund_id": str(refund.id), "from": refund.status, "to": status}
+    )
+    refund.status = status
+    refund.failure_code = failure_code if status != "succeeded" else None
+    refund.updated_at = now
+    if status in ("failed", "canceled"):
+        # The money did not go back: release the reservation, write the reversal.
+        payment.refunded_amount -= refund.amount
+        session.add(
+            LedgerEntry(
+                payment_id=payment.id,
+                refund_id=refund.id,
+                user_id=payment.user_id,
+                kind="reversal",
+                amount=refund.amount,
+                currency=refund.currency,
+            )
+        )
+        if refund.ends_subscription:
+            subscription = await lock_subscription(session, payment.subscription_id)
+            if subscription.status == "refunded":
+                # Not silently reactivated: the user was told it ended; a manager decides.
+                subscription.needs_attention = True
+                subscription.attention_note = (
+                    f"refund {refund.id} {status} ({failure_code or 'no code'}) after it ended "
+                    "this subscription; the money was not returned"
+                )
+                subscription.updated_at = now
+                logger.error(
+                    "subscription needs attention",
+                    extra={"subscription_id": str(subscription.id), "refund_id": str(refund.id)},
+                )
+    await session.flush()
+    payment.status = status_after_refunds(
+        amount=payment.amount, refunded_succeeded=await succeeded_total(session, payment.id)
+    )
+    payment.updated_at = now
+    if status == "pending":
+        refund.next_check_at = now + timedelta(seconds=settings.reconcile_base_seconds)
+    return True
+
+
+async def lock_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
+    return await session.scalar(
+        select(Refund)
+        .where(Refund.id == refund_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def schedule_refund_check(refund: Refund, *, now: datetime, settings: Settings) -> None:
+    refund.check_attempts += 1
+    delay = min(
+        settings.reconcile_max_seconds, settings.reconcile_base_seconds * 2**refund.check_attempts
+    )
+    refund.next_check_at = now + timedelta(seconds=delay)
+
+
+async def submit(
+    *, resources: Resources, refund_id: uuid.UUID, now: datetime, claimed: bool = False
+) -> None:
+    """Send a pending refund to pay_api (idempotent by refund id) and apply its answer.
+
+    If pay_api cannot be reached the refund stays pending, the money stays reserved, and the
+    worker sends it again later."""
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        if not claimed and not await claim(
+            session,
+            Refund,
+            refund_id,
+            Refund.status == "pending",
+            Refund.submitted_at.is_(None),
+            now=now,
+            seconds=settings.worker_claim_seconds,
+        ):
+            return
+        refund = await session.get(Refund, refund_id)
+        try:
+            answer = await resources.pay_api.create_refund(
+                refund_id=str(refund.id),
+                payment_id=str(refund.payment_id),
+                amount=refund.amount,
+                reason=refund.reason or "requested_by_customer",
+            )
+        except PayApiUnavailable:
+            answer = None
+            rejection = None
+        except PayApiRejected as exc:
+            answer = None
+            rejection = exc
+        payment = await lock_payment(session, refund.payment_id)
+        refund = await lock_refund(session, refund_id)
+        refund.claimed_until = None
+        if answer is not None:
+            refund.submitted_at = now
+            await apply_refund_status(
+                session,
+                payment=payment,
+                refund=refund,
+                status=str(answer.get("status", "pending")),
+                now=now,
+                settings=settings,
+                stripe_refund_id=answer.get("stripe_refund_id"),
+            )
+            if refund.status == "pending":
+                schedule_refund_check(refund, now=now, settings=settings)
+        elif rejection is not None and rejection.status_code in _FINAL_REJECTIONS:
+            logger.error(
+                "pay_api refused a refund",
+                extra={"refund_id": str(refund_id), "code": rejection.code},
+            )
+            refund.submitted_at = now
+            await apply_refund_status(
+                session,
+                payment=payment,
+                refund=refund,
+                status="failed",
+                now=now,
+                settings=settings,
+                failure_code=rejection.code,
+            )
+        else:
+            schedule_refund_check(refund, now=now, settings=settings)
+        await commit(session, resources.access_cache)

@@ -1,0 +1,84 @@
+"""Subscriptions: a user's hold of a plan, period by period."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billing.db import Base
+
+SUBSCRIPTION_STATUSES = (
+    "incomplete",  # waiting for the first payment
+    "incomplete_expired",  # the first payment never completed; the user may buy again
+    "active",
+    "past_due",  # a renewal failed; access kept during a grace period
+    "canceled",  # auto-renew off; access until current_period_end
+    "expired",  # the paid period ended
+    "refunded",  # ended at once by a refund
+)
+# Statuses that give access while the period lasts.
+PAID_STATUSES = ("active", "past_due", "canceled")
+# At most one of these per (user, plan): the partial unique index below.
+LIVE_STATUSES = ("incomplete", *PAID_STATUSES)
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+class Subscription(Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_in(SUBSCRIPTION_STATUSES)})", name="status"),
+        CheckConstraint(
+            f"status NOT IN ({_in(PAID_STATUSES)}) OR (current_period_start IS NOT NULL "
+            "AND current_period_end > current_period_start)",
+            name="paid_has_period",
+        ),
+        Index(
+            "uq_subscriptions_live_user_plan",
+            "user_id",
+            "plan_id",
+            unique=True,
+            postgresql_where=text(f"status IN ({_in(LIVE_STATUSES)})"),
+        ),
+        Index(
+            "ix_subscriptions_period_end_paid",
+            "current_period_end",
+            postgresql_where=text(f"status IN ({_in(PAID_STATUSES)})"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
+    plan_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("plans.id"))
+    status: Mapped[str] = mapped_column(String(24))
+    # The plan's terms when it was bought (a later edit of the plan does not change them).
+    period_unit: Mapped[str] = mapped_column(String(8))
+    period_count: Mapped[int] = mapped_column(Integer)
+    refund_window_days: Mapped[int] = mapped_column(Integer)
+    current_period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    current_period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when something happened a manager must look at (e.g. a refund that ended it failed).
+    needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+    attention_note: Mapped[str | None] = mapped_column(Text)
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from billing.payments.schemas import PaymentOut, RefundOut
+from billing.plans.schemas import Money
+
+
+class PurchaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan_id: uuid.UUID
+
+
+class SubscriptionOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    plan_id: uuid.UUID
+    status: str
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    auto_renew: bool
+    created_at: datetime
+
+
+class AdminSubscriptionOut(SubscriptionOut):
+    user_id: uuid.UUID
+    needs_attention: bool
+    attention_note: str | None
+    canceled_at: datetime | None
+    ended_at: datetime | None
+
+
+class PurchaseOut(BaseModel):
+    subscription: SubscriptionOut
+    payment: PaymentOut
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
+    total: int
+
+
+class CancelOut(BaseModel):
+    """What canceling did: `refunded` (within the refund window: the money comes back, access
+    ends now) or `canceled` (no renewal; access until `access_until`)."""
+
+    action: Literal["refunded", "canceled"]
+    subscription: SubscriptionOut
+    refund: RefundOut | None = None
+    refund_amount: Money | None = None
+    access_until: datetime | None = None
+    message: str

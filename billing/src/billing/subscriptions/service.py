@@ -1,0 +1,279 @@
+"""Subscriptions: buying a plan (subscription + first payment), listing, canceling."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.errors import (
+    BillingError,
+    SubscriptionExists,
+    SubscriptionNotCancelable,
+    SubscriptionNotFound,
+)
+from billing.outbox import commit, note_access_change
+from billing.payments import service as payments
+from billing.payments.models import Payment
+from billing.payments.schemas import RefundOut
+from billing.payments.state import OPEN_PAYMENT_STATUSES
+from billing.payments.state import PAID_STATUSES as PAID_PAYMENT_STATUSES
+from billing.plans import service as plans
+from billing.plans.schemas import Money
+from billing.refunds import service as refunds
+from billing.refunds.models import Refund
+from billing.resources import Resources
+from billing.subscriptions.models import PAID_STATUSES, Subscription
+from billing.subscriptions.schemas import CancelOut, PurchaseOut, SubscriptionOut
+
+
+async def _open_first_payment(
+    session: AsyncSession, user_id: uuid.UUID, plan_id: uuid.UUID
+) -> Payment | None:
+    return await session.scalar(
+        select(Payment).where(
+            Payment.user_id == user_id,
+            Payment.plan_id == plan_id,
+            Payment.kind == "first",
+            Payment.status.in_(OPEN_PAYMENT_STATUSES),
+        )
+    )
+
+
+async def _purchase_out(session: AsyncSession, payment_id: uuid.UUID) -> PurchaseOut:
+    payment = await session.get(Payment, payment_id, populate_existing=True)
+    subscription = await session.get(Subscription, payment.subscription_id, populate_existing=True)
+    (payment_out,) = await payments.present(session=session, payments=[payment])
+    return PurchaseOut(
+        subscription=SubscriptionOut.model_validate(subscription), payment=payment_out
+    )
+
+
+async def purchase(
+    *,
+    resources: Resources,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    plan_id: uuid.UUID,
+    now: datetime,
+) -> tuple[int, PurchaseOut]:
+    """Buy a plan: 201 with a new incomplete subscription and its payment (registered with pay_api),
+    or 200 with the open one. The rows are committed before pay_api is asked."""
+    settings = resources.settings
+    plan = await plans.get_buyable(session=session, plan_id=plan_id)
+    # A paid period that ended but that the worker has not expired yet no longer holds the plan.
+    ended = await session.scalars(
+        update(Subscription)
+        .where(
+            Subscription.user_id == user_id,
+            Subscription.plan_id == plan_id,
+            Subscription.status.in_(PAID_STATUSES),
+            Subscription.current_period_end <= now,
+        )
+        .values(status="expired", ended_at=now, updated_at=now)
+        .returning(Subscription.id)
+    )
+    if ended.first() is not None:
+        note_access_change(session, user_id, "subscription expired")
+
+    status_code = 200
+    payment = await _open_first_payment(session, user_id, plan_id)
+    if payment is None:
+        held = await session.scalar(
+            select(Subscription.id).where(
+                Subscription.user_id == user_id,
+                Subscription.plan_id == plan_id,
+                Subscription.status.in_(PAID_STATUSES),
+            )
+        )
+        if held is not None:
+            raise SubscriptionExists()
+        subscription = Subscription(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            plan_id=plan_id,
+            status="incomplete",
+            period_unit=plan.period_unit,
+            period_count=plan.period_count,
+            refund_window_days=plan.refund_window_days,
+            auto_renew=True,
+            created_at=now,
+            updated_at=now,
+        )
+        payment_id = uuid.uuid4()
+        payment = Payment(
+            id=payment_id,
+            user_id=user_id,
+            subscription_id=subscription.id,
+            plan_id=plan_id,
+            kind="first",
+            status="created",
+            amount=plan.price_amount,
+            currency=plan.currency,
+            description=f"{plan.name} ({plan.period_count} {plan.period_unit})",
+            payment_url=settings.payment_url_for(str(payment_id)),
+            expires_at=now + timedelta(seconds=settings.payment_ttl_seconds),
+            next_check_at=now + timedelta(seconds=settings.reconcile_base_seconds),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            async with session.begin_nested():
+                session.add(subscription)
+                await session.flush()
+                session.add(payment)
+                await session.flush()
+            status_code = 201
+        except IntegrityError:
+            # A concurrent purchase of the same plan won the partial unique index.
+            payment = await _open_first_payment(session, user_id, plan_id)
+            if payment is None:
+                raise SubscriptionExists() from None
+    payment_id = payment.id
+    await commit(session, resources.access_cache)
+    if payment.status == "created":
+        await payments.register(
+            resources=resources, payment_id=payment_id, now=now, raise_errors=True
+        )
+    return status_code, await _purchase_out(session, payment_id)
+
+
+async def list_for_user(*, session: AsyncSession, user_id: uuid.UUID) -> list[Subscription]:
+    rows = await session.scalars(
+        select(Subscription)
+        .where(Subscription.user_id == user_id)
+        .order_by(Subscription.created_at.desc(), Subscription.id)
+    )
+    return list(rows)
+
+
+async def get_own(
+    *, session: AsyncSession, user_id: uuid.UUID, subscription_id: uuid.UUID
+) -> Subscription:
+    subscription = await session.get(Subscription, subscription_id, populate_existing=True)
+    if subscription is None or subscription.user_id != user_id:
+        raise SubscriptionNotFound()
+    return subscription
+
+
+async def paid_payment(session: AsyncSession, subscription_id: uuid.UUID) -> Payment | None:
+    """The payment that paid the subscription's current period."""
+    return await session.scalar(
+        select(Payment)
+        .where(
+            Payment.subscription_id == subscription_id,
+            Payment.status.in_(PAID_PAYMENT_STATUSES),
+        )
+        .order_by(Payment.period_start.desc().nulls_last())
+        .limit(1)
+    )
+
+
+async def _refunded_answer(session: AsyncSession, subscription: Subscription) -> CancelOut:
+    payment = await paid_payment(session, subscription.id)
+    refund = None
+    if payment is not None:
+        refund = await session.scalar(
+            select(Refund)
+            .where(Refund.payment_id == payment.id, Refund.status.in_(("pending", "succeeded")))
+            .order_by(Refund.created_at.desc())
+            .limit(1)
+        )
+    return CancelOut(
+        action="refunded",
+        subscription=SubscriptionOut.model_validate(subscription),
+        refund=RefundOut.model_validate(refund) if refund else None,
+        refund_amount=Money(amount=refund.amount, currency=refund.currency) if refund else None,
+        access_until=None,
+        message=(
+            f"Canceled within the refund window: {refund.amount} {refund.currency.upper()} "
+            "(minor units) is being returned; access ended."
+            if refund
+            else "This subscription was ended by a refund."
+        ),
+    )
+
+
+def _canceled_answer(subscription: Subscription) -> CancelOut:
+    return CancelOut(
+        action="canceled",
+        subscription=SubscriptionOut.model_validate(subscription),
+        access_until=subscription.current_period_end,
+        message=(
+            "The refund window has passed: the subscription will not renew; access lasts until "
+            f"{subscription.current_period_end.isoformat()}."
+        ),
+    )
+
+
+async def cancel(
+    *,
+    resources: Resources,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    now: datetime,
+) -> CancelOut:
+    """Cancel: within the refund window a full refund ends it now; after it, no renewal and
+    access until the end of the paid period. Repeating a cancel answers the same."""
+    subscription = await get_own(session=session, user_id=user_id, subscription_id=subscription_id)
+    if subscription.status == "refunded":
+        return await _refunded_answer(session, subscription)
+    if subscription.status == "canceled":
+        return _canceled_answer(subscription)
+    if subscription.status not in ("active", "past_due"):
+        raise SubscriptionNotCancelable(
+            f"A subscription in status {subscription.status} cannot be canceled."
+        )
+    payment = await paid_payment(session, subscription.id)
+    window_end = (
+        refunds.refund_window_end(payment, subscription.refund_window_days) if payment else None
+    )
+    if (
+        payment is not None
+        and payment.status == "succeeded"
+        and payment.refunded_amount == 0
+        and window_end is not None
+        and now <= window_end
+    ):
+        try:
+            refund = await refunds.reserve(
+                session=session,
+                payment_id=payment.id,
+                user_id=user_id,
+                amount=None,
+                reason="requested_by_customer",
+                initiated_by="user",
+                end_subscription=True,
+                now=now,
+            )
+        except BillingError:
+            # Lost a race with another cancel or refund: answer from the state that won.
+            await session.rollback()
+            subscription = await get_own(
+                session=session, user_id=user_id, subscription_id=subscription_id
+            )
+            if subscription.status == "refunded":
+                return await _refunded_answer(session, subscription)
+            raise
+        refund_id = refund.id
+        await commit(session, resources.access_cache)
+        await refunds.submit(resources=resources, refund_id=refund_id, now=now)
+        subscription = await get_own(
+            session=session, user_id=user_id, subscription_id=subscription_id
+        )
+        return await _refunded_answer(session, subscription)
+
+    subscription = await payments.lock_subscription(session, subscription.id)
+    if subscription.status in ("active", "past_due"):
+        subscription.status = "canceled"
+        subscription.auto_renew = False
+        subscription.canceled_at = subscription.updated_at = now
+        note_access_change(session, user_id, "subscription canceled")
+    await commit(session, resources.access_cache)
+    if subscription.status == "refunded":
+        return await _refunded_answer(session, subscription)
+    return _canceled_answer(subscription)

@@ -1,0 +1,339 @@
+"""The worker's jobs. Each takes a batch of rows with `SELECT … FOR UPDATE SKIP LOCKED` and puts a
+short lease on them (`claimed_until`), so several workers can run at once without taking the same
+row, and no row lock is held while pay_api is being asked. A crashed worker's lease runs out.
+
+Every answer from pay_api goes through the same state machine as the events do.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.db import utcnow
+from billing.outbox import (
+    TOPIC_CATALOG_CHANGED,
+    OutboxMessage,
+    commit,
+    note_access_change,
+)
+from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
+from billing.payments.models import Payment
+from billing.payments.service import (
+    apply_gateway_status,
+    lock_payment,
+    register,
+    schedule_check,
+)
+from billing.payments.state import OPEN_PAYMENT_STATUSES
+from billing.refunds.models import Refund
+from billing.refunds.service import (
+    apply_refund_status,
+    lock_refund,
+    schedule_refund_check,
+    submit,
+)
+from billing.resources import Resources
+from billing.subscriptions.models import PAID_STATUSES, Subscription
+
+logger = logging.getLogger(__name__)
+
+
+async def claim_batch(
+    session: AsyncSession, model: type, *conditions, now: datetime, seconds: int, limit: int
+) -> list[uuid.UUID]:
+    """Lease up to `limit` rows matching `conditions` that nobody else holds; committed."""
+    ids = list(
+        await session.scalars(
+            select(model.id)
+            .where(*conditions, or_(model.claimed_until.is_(None), model.claimed_until < now))
+            .order_by(model.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if ids:
+        await session.execute(
+            update(model)
+            .where(model.id.in_(ids))
+            .values(claimed_until=now + timedelta(seconds=seconds))
+        )
+    await session.commit()
+    return ids
+
+
+async def _claim(resources: Resources, model: type, *conditions, now: datetime) -> list[uuid.UUID]:
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        return await claim_batch(
+            session,
+            model,
+            *conditions,
+            now=now,
+            seconds=settings.worker_claim_seconds,
+            limit=settings.worker_batch_size,
+        )
+
+
+async def register_created(resources: Resources, now: datetime) -> int:
+    """(a) Payments written but not yet known to pay_api (it was down): register them."""
+    ids = await _claim(
+        resources,
+        Payment,
+        Payment.status == "created",
+        Payment.next_check_at <= now,
+        Payment.expires_at > now,
+        now=now,
+    )
+    for payment_id in ids:
+        await register(
+            resources=resources, payment_id=payment_id, now=now, raise_errors=False, claimed=True
+        )
+    return len(ids)
+
+
+async def expire_payments(resources: Resources, now: datetime) -> int:
+    """(c) Payments past their deadline: cancel at pay_api (so they can never be charged later),
+    then `expired` — or `succeeded` if Stripe charged first."""
+    ids = await _claim(
+        resources,
+        Payment,
+        Payment.status.in_(("created", "pending")),
+        Payment.expires_at <= now,
+        now=now,
+    )
+    for payment_id in ids:
+        await _expire_one(resources, payment_id, now)
+    return len(ids)
+
+
+async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
+    settings = resources.settings
+    answer: dict | None = None
+    lost = False
+    try:
+        answer = await resources.pay_api.cancel_payment(str(payment_id))
+        found = answer is not None
+    except PayApiUnavailable as exc:
+        found, lost = True, exc.maybe_applied
+        if not exc.maybe_applied:
+            answer = {}  # never reached pay_api: nothing changed; try again next pass
+    except PayApiRejected as exc:
+        logger.error(
+            "pay_api refused a cancel", extra={"payment_id": str(payment_id), "code": exc.code}
+        )
+        found, lost = True, True
+    async with resources.sessionmaker() as session:
+        payment = await lock_payment(session, payment_id)
+        payment.claimed_until = None
+        if lost:
+            # The cancel may or may not have happened: only the reconciler may decide now.
+            if payment.status in ("created", "pending"):
+                payment.status, payment.updated_at = "unknown", now
+                schedule_check(payment, now=now, settings=settings, retry=False)
+        elif not found:
+            # pay_api never had it, so nobody can pay it: expire it here.
+            await apply_gateway_status(
+                session, payment=payment, status="canceled", now=now, settings=settings
+            )
+        elif answer:
+            await apply_gateway_status(
+                session,
+                payment=payment,
+                status=str(answer.get("status")),
+                now=now,
+                settings=settings,
+                failure_code=answer.get("failure_code"),
+                failure_message=answer.get("failure_message"),
+            )
+        await commit(session, resources.access_cache)
+
+
+async def reconcile_payments(resources: Resources, now: datetime) -> int:
+    """(b) Ask pay_api (which asks Stripe) about payments that are not final, on a back-off."""
+    ids = await _claim(
+        resources,
+        Payment,
+        Payment.status.in_(("pending", "processing", "unknown")),
+        Payment.next_check_at <= now,
+        now=now,
+    )
+    for payment_id in ids:
+        await _reconcile_payment(resources, payment_id, now)
+    return len(ids)
+
+
+async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
+    settings = resources.settings
+    try:
+        answer = await resources.pay_api.get_payment(str(payment_id))
+        failed = False
+    except PayApiError:
+        answer, failed = None, True
+    async with resources.sessionmaker() as session:
+        payment = await lock_payment(session, payment_id)
+        payment.claimed_until = None
+        moved = False
+        if answer is not None:
+            moved = await apply_gateway_status(
+                session,
+                payment=payment,
+                status=str(answer.get("status")),
+                now=now,
+                settings=settings,
+                failure_code=answer.get("failure_code"),
+                failure_message=answer.get("failure_message"),
+                payment_intent_id=answer.get("stripe_payment_intent_id"),
+                by_reconciler=True,
+            )
+        elif not failed and payment.status == "unknown":
+            # pay_api never had it: nothing can be charged.
+            moved = await apply_gateway_status(
+                session,
+                payment=payment,
+                status="canceled",
+                now=now,
+                settings=settings,
+                by_reconciler=True,
+            )
+        elif not failed:
+            logger.error(
+                "pay_api does not know an open payment", extra={"payment_id": str(payment_id)}
+            )
+        if payment.status in OPEN_PAYMENT_STATUSES and not moved:
+            schedule_check(payment, now=now, settings=settings, retry=True)
+        await commit(session, resources.access_cache)
+
+
+async def submit_refunds(resources: Resources, now: datetime) -> int:
+    """(a') Refunds pay_api has not acknowledged yet: send them (idempotent by refund id)."""
+    ids = await _claim(
+        resources,
+        Refund,
+        Refund.status == "pending",
+        Refund.submitted_at.is_(None),
+        Refund.next_check_at <= now,
+        now=now,
+    )
+    for refund_id in ids:
+        await submit(resources=resources, refund_id=refund_id, now=now, claimed=True)
+    return len(ids)
+
+
+async def reconcile_refunds(resources: Resources, now: datetime) -> int:
+    """(b') Ask pay_api about pending refunds it has, on a back-off."""
+    ids = await _claim(
+        resources,
+        Refund,
+        Refund.status == "pending",
+        Refund.submitted_at.is_not(None),
+        Refund.next_check_at <= now,
+        now=now,
+    )
+    settings = resources.settings
+    for refund_id in ids:
+        try:
+            answer = await resources.pay_api.get_refund(str(refund_id))
+            failed = False
+        except PayApiError:
+            answer, failed = None, True
+        async with resources.sessionmaker() as session:
+            refund = await session.get(Refund, refund_id)
+            payment = await lock_payment(session, refund.payment_id)
+            refund = await lock_refund(session, refund_id)
+            refund.claimed_until = None
+            if answer is not None:
+                await apply_refund_status(
+                    session,
+                    payment=payment,
+                    refund=refund,
+                    status=str(answer.get("status")),
+                    now=now,
+                    settings=settings,
+                    stripe_refund_id=answer.get("stripe_refund_id"),
+                    failure_code=answer.get("failure_code"),
+                )
+            elif not failed:
+                refund.submitted_at = None  # pay_api lost it: send it again
+            if refund.status == "pending":
+                schedule_refund_check(refund, now=now, settings=settings)
+            await commit(session, resources.access_cache)
+    return len(ids)
+
+
+async def expire_subscriptions(resources: Resources, now: datetime) -> int:
+    """(d) Paid periods that ended: `expired`, and the users' cached decisions dropped."""
+    async with resources.sessionmaker() as session:
+        due = (
+            select(Subscription.id)
+            .where(Subscription.status.in_(PAID_STATUSES), Subscription.current_period_end <= now)
+            .limit(resources.settings.worker_batch_size)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        users = list(
+            await session.scalars(
+                update(Subscription)
+                .where(Subscription.id.in_(due))
+                .values(status="expired", ended_at=now, updated_at=now, auto_renew=False)
+                .returning(Subscription.user_id)
+            )
+        )
+        for user_id in set(users):
+            note_access_change(session, user_id, "subscription expired")
+        await commit(session, resources.access_cache)
+    return len(users)
+
+
+async def deliver_outbox(resources: Resources, now: datetime) -> int:
+    """(e) Outbox: drop cached access decisions again, durably (see billing.outbox)."""
+    async with resources.sessionmaker() as session:
+        messages = list(
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.delivered_at.is_(None))
+                .order_by(OutboxMessage.id)
+                .limit(resources.settings.worker_batch_size * 10)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not messages:
+            return 0
+        users = {
+            uuid.UUID(m.payload["user_id"]) for m in messages if "user_id" in (m.payload or {})
+        }
+        everything = any(m.topic == TOPIC_CATALOG_CHANGED for m in messages)
+        await resources.access_cache.invalidate(users=users, everything=everything)
+        for message in messages:
+            message.delivered_at = now
+            message.attempts += 1
+        await session.commit()
+    return len(messages)
+
+
+JOBS = (
+    ("register_created", register_created),
+    ("expire_payments", expire_payments),
+    ("reconcile_payments", reconcile_payments),
+    ("submit_refunds", submit_refunds),
+    ("reconcile_refunds", reconcile_refunds),
+    ("expire_subscriptions", expire_subscriptions),
+    ("deliver_outbox", deliver_outbox),
+)
+
+
+async def run_once(resources: Resources, *, now: datetime | None = None) -> dict[str, int]:
+    """One pass of every job; a job that fails is logged and does not stop the others."""
+    now = now or utcnow()
+    done: dict[str, int] = {}
+    for name, job in JOBS:
+        try:
+            done[name] = await job(resources, now)
+        except Exception:
+            logger.exception("worker job failed", extra={"job": name})
+            done[name] = -1
+    return done
