@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -50,8 +50,9 @@ class Plan(models.Model):
         DAY = "day", "day"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    name = models.CharField(max_length=255)
-    description = models.TextField(blank=True)
+    # Lengths and ranges as billing accepts them (etl would see a 422 otherwise).
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True, max_length=5000)
     price_amount = models.PositiveIntegerField(
         "price (minor units)",
         help_text="In the currency's minor units: 999 with USD is 9.99 USD.",
@@ -68,12 +69,15 @@ class Plan(models.Model):
     )
     period_count = models.PositiveSmallIntegerField(
         default=1,
-        validators=[MinValueValidator(1, "A period is at least 1 day or month.")],
+        validators=[
+            MinValueValidator(1, "A period is at least 1 day or month."),
+            MaxValueValidator(1000, "A period is at most 1000 days or months."),
+        ],
         help_text="How many period units one payment buys (1 month, 30 days, ...).",
     )
     refund_window_days = models.PositiveSmallIntegerField(
         default=14,
-        validators=[MinValueValidator(0)],
+        validators=[MaxValueValidator(3650, "A refund window is at most 3650 days.")],
         help_text="Days after a payment in which the user may ask for a refund (0 = never).",
     )
     active = models.BooleanField(

@@ -1,11 +1,52 @@
-"""The admin site managers log in to at /admin/."""
+"""The admin site managers log in to at /admin/: Django's, plus the customers pages."""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.urls import path, reverse
 
 
 class CinemaAdminSite(admin.AdminSite):
     site_header = "Cinema Billing"
     site_title = "Cinema Billing admin"
     index_title = "Catalog and customers"
+
+    def get_urls(self):
+        from customers import views  # imported late: the views use this site
+
+        custom = [
+            path("customers/", self.admin_view(views.customer_lookup), name="customers"),
+            path(
+                "customers/payments/<uuid:payment_id>/refund/",
+                self.admin_view(views.refund_payment),
+                name="customers_refund",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def get_app_list(self, request, app_label=None):
+        """Django's app list plus a "Customers" entry for the billing pages."""
+        app_list = super().get_app_list(request, app_label)
+        if app_label in (None, "customers") and request.user.has_perm(
+            "customers.view_customer_billing"
+        ):
+            url = reverse("admin:customers", current_app=self.name)
+            app_list.append(
+                {
+                    "name": "Customers",
+                    "app_label": "customers",
+                    "app_url": url,
+                    "has_module_perms": True,
+                    "models": [
+                        {
+                            "name": "Payments, subscriptions and refunds",
+                            "object_name": "CustomerBilling",
+                            "admin_url": url,
+                            "add_url": None,
+                            "view_only": True,
+                            "perms": {"view": True},
+                        }
+                    ],
+                }
+            )
+        return app_list

@@ -1,0 +1,129 @@
+"""billing's internal API as the admin uses it (docs/contracts.md, "admin (iss=admin)"), with a
+service token minted per call (HS256, iss=admin, aud=billing, 5 minutes).
+
+Every failure is a BillingError carrying billing's own {"code", "message"}; a missing answer
+(connection refused, timeout, 5xx) is BillingUnavailable — its outcome is unknown, so a refund
+may be submitted again with the same Idempotency-Key."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+import jwt
+from config.logging import request_id_var
+from django.conf import settings
+
+TOKEN_TTL_SECONDS = 300
+
+
+class BillingError(Exception):
+    """billing answered 4xx: a definite "no", with its stable code and human message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class BillingUnavailable(BillingError):
+    """No usable answer (down, timeout, 5xx): the request may or may not have been applied."""
+
+
+def _service_token() -> str:
+    if not settings.SERVICE_JWT_SECRET:
+        raise BillingError(0, "not_configured", "SERVICE_JWT_SECRET is not set for the admin.")
+    now = int(time.time())
+    claims = {
+        "iss": "admin",
+        "sub": "admin",
+        "aud": "billing",
+        "iat": now,
+        "exp": now + TOKEN_TTL_SECONDS,
+    }
+    return jwt.encode(claims, settings.SERVICE_JWT_SECRET, algorithm="HS256")
+
+
+def _call(method: str, path: str, *, body: dict | None = None, idempotency_key: str = "") -> dict:
+    headers = {
+        "Authorization": f"Bearer {_service_token()}",
+        "X-Request-ID": request_id_var.get() or uuid.uuid4().hex,
+    }
+    if idempotency_key:
+        headers["Idempotency-Key"] = idempotency_key
+    try:
+        response = httpx.request(
+            method,
+            settings.BILLING_URL.rstrip("/") + path,
+            json=body,
+            headers=headers,
+            timeout=settings.BILLING_TIMEOUT_SECONDS,
+        )
+    except httpx.TimeoutException as exc:
+        raise BillingUnavailable(0, "billing_timeout", "Billing did not answer in time.") from exc
+    except httpx.TransportError as exc:
+        raise BillingUnavailable(
+            0, "billing_unavailable", f"Billing is unreachable ({exc})."
+        ) from exc
+    if response.status_code >= 400:
+        code, message = _error_of(response)
+        error = BillingUnavailable if response.status_code >= 500 else BillingError
+        raise error(response.status_code, code, message)
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise BillingUnavailable(
+            response.status_code, "bad_answer", "Billing answered something that is not JSON."
+        ) from exc
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "http_error", f"HTTP {response.status_code}"
+    if not isinstance(body, dict):
+        return "http_error", f"HTTP {response.status_code}"
+    message = body.get("message") or body.get("detail") or f"HTTP {response.status_code}"
+    return str(body.get("code") or "http_error"), message if isinstance(message, str) else str(
+        message
+    )
+
+
+def user_payments(*, user_id: uuid.UUID) -> list[dict]:
+    """The user's payments, newest first (each with its refunds)."""
+    return _call("GET", f"/internal/v1/users/{user_id}/payments").get("items", [])
+
+
+def user_subscriptions(*, user_id: uuid.UUID) -> list[dict]:
+    """The user's subscriptions, newest first."""
+    return _call("GET", f"/internal/v1/users/{user_id}/subscriptions").get("items", [])
+
+
+def user_refunds(*, user_id: uuid.UUID) -> list[dict]:
+    """The user's refunds, newest first."""
+    return _call("GET", f"/internal/v1/users/{user_id}/refunds").get("items", [])
+
+
+def get_payment(*, payment_id: uuid.UUID) -> dict:
+    """One payment (404 payment_not_found as a BillingError)."""
+    return _call("GET", f"/internal/v1/payments/{payment_id}")
+
+
+def refund_payment(
+    *,
+    payment_id: uuid.UUID,
+    amount: int,
+    reason: str,
+    end_subscription: bool,
+    idempotency_key: str,
+) -> dict:
+    """Ask billing for a refund; the same key and body always yield the same single refund."""
+    return _call(
+        "POST",
+        f"/internal/v1/payments/{payment_id}/refunds",
+        body={"amount": amount, "reason": reason, "end_subscription": end_subscription},
+        idempotency_key=idempotency_key,
+    )

@@ -1,0 +1,184 @@
+"""A stand-in for billing's internal API as the admin uses it (docs/contracts.md, iss=admin),
+answering from in-memory payments. Refunds follow the contract: Idempotency-Key replays the first
+answer (another body with the same key -> 422 idempotency_key_reused), more than what is left
+-> 409 refund_exceeds_remaining. Every request is recorded with its verified token claims."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import jwt
+
+_USER_LIST = re.compile(r"^/internal/v1/users/([0-9a-f-]{36})/(payments|subscriptions|refunds)$")
+_PAYMENT = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})$")
+_REFUNDS = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})/refunds$")
+
+
+class FakeBilling:
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.payments: dict[str, dict] = {}
+        self.subscriptions: list[dict] = []
+        self.refunds: list[dict] = []
+        self.requests: list[dict] = []
+        self.fail_posts = False  # answer every POST with 503, as a billing in trouble would
+        self._answers: dict[str, tuple[dict, int, dict]] = {}
+        self._lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                fake._serve(self)
+
+            def do_POST(self) -> None:
+                fake._serve(self)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def add_payment(self, user_id: str, *, amount=999, currency="usd", status="succeeded") -> dict:
+        payment = {
+            "id": str(uuid.uuid4()),
+            "user_id": user_id,
+            "subscription_id": str(uuid.uuid4()),
+            "plan_id": "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+            "status": status,
+            "amount": amount,
+            "currency": currency,
+            "refunded_amount": 0,
+            "payment_url": None,
+            "failure_code": None,
+            "failure_message": None,
+            "created_at": "2026-11-20T10:00:00+00:00",
+            "updated_at": "2026-11-20T10:01:00+00:00",
+            "refunds": [],
+        }
+        self.payments[payment["id"]] = payment
+        self.subscriptions.append(
+            {
+                "id": payment["subscription_id"],
+                "user_id": user_id,
+                "plan_id": payment["plan_id"],
+                "status": "active",
+                "current_period_start": "2026-11-20T10:01:00+00:00",
+                "current_period_end": "2026-12-20T10:01:00+00:00",
+                "auto_renew": True,
+                "created_at": "2026-11-20T10:00:00+00:00",
+            }
+        )
+        return payment
+
+    # -- HTTP -----------------------------------------------------------------------------------
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = json.loads(handler.rfile.read(length)) if length else None
+        claims = self._claims(handler.headers.get("Authorization", ""))
+        key = handler.headers.get("Idempotency-Key", "")
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": handler.command,
+                    "path": handler.path,
+                    "body": body,
+                    "claims": claims,
+                    "idempotency_key": key,
+                }
+            )
+            if claims is None:
+                status, answer = 401, {"code": "token_invalid", "message": "Bad service token."}
+            else:
+                status, answer = self._answer(handler.command, handler.path, body, key)
+        payload = json.dumps(answer).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        handler.wfile.write(payload)
+
+    def _claims(self, authorization: str) -> dict | None:
+        scheme, _, token = authorization.partition(" ")
+        try:
+            return jwt.decode(
+                token, self.secret, algorithms=["HS256"], audience="billing", issuer="admin"
+            )
+        except jwt.PyJWTError:
+            return None
+
+    def _answer(self, method: str, path: str, body, key: str) -> tuple[int, dict]:
+        if method == "GET" and (match := _USER_LIST.match(path)):
+            user_id, kind = match.groups()
+            source = {
+                "payments": list(self.payments.values()),
+                "subscriptions": self.subscriptions,
+                "refunds": self.refunds,
+            }[kind]
+            items = [item for item in source if self._owner(item) == user_id]
+            return 200, {"items": items, "total": len(items)}
+        if method == "GET" and (match := _PAYMENT.match(path)):
+            payment = self.payments.get(match.group(1))
+            if payment is None:
+                return 404, {"code": "payment_not_found", "message": "Payment not found."}
+            return 200, payment
+        if method == "POST" and self.fail_posts:
+            return 503, {"code": "gateway_unavailable", "message": "Payment gateway unavailable."}
+        if method == "POST" and (match := _REFUNDS.match(path)):
+            return self._refund(match.group(1), body, key)
+        return 404, {"code": "not_found", "message": path}
+
+    def _owner(self, item: dict) -> str:
+        if "user_id" in item:
+            return item["user_id"]
+        return self.payments[item["payment_id"]]["user_id"]
+
+    def _refund(self, payment_id: str, body: dict, key: str) -> tuple[int, dict]:
+        if key in self._answers:
+            first_body, status, answer = self._answers[key]
+            if first_body != {"payment_id": payment_id, **body}:
+                return 422, {
+                    "code": "idempotency_key_reused",
+                    "message": "This Idempotency-Key was used for another request.",
+                }
+            return status, answer
+        payment = self.payments.get(payment_id)
+        if payment is None:
+            return 404, {"code": "payment_not_found", "message": "Payment not found."}
+        left = payment["amount"] - payment["refunded_amount"]
+        if body["amount"] > left:
+            status, answer = (
+                409,
+                {
+                    "code": "refund_exceeds_remaining",
+                    "message": f"Only {left} can still be refunded.",
+                },
+            )
+        else:
+            refund = {
+                "id": str(uuid.uuid4()),
+                "payment_id": payment_id,
+                "amount": body["amount"],
+                "currency": payment["currency"],
+                "status": "pending",
+                "reason": body["reason"],
+                "created_at": "2026-11-21T09:00:00+00:00",
+            }
+            payment["refunded_amount"] += body["amount"]
+            payment["status"] = "partially_refunded" if body["amount"] < left else "refunded"
+            self.refunds.append(refund)
+            status, answer = 201, refund
+        if key:
+            self._answers[key] = ({"payment_id": payment_id, **body}, status, answer)
+        return status, answer
