@@ -30,6 +30,9 @@ PLAN_FIELDS = {
     "all_films": bool,
     "film_ids": list,
 }
+# The service-token secret the tests give both etl and this stand-in.
+TEST_SECRET = "etl-test-service-secret-of-32-bytes-or-more"
+
 _PATH = re.compile(r"^/internal/v1/(films|plans)/([0-9a-f-]{36})$")
 
 

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from billing_stub import BillingStub
+from billing_stub import TEST_SECRET, BillingStub
 from etl.config import Settings
 from etl.sync import Etl
 
 REPO = Path(__file__).resolve().parents[2]
-SECRET = "etl-test-service-secret-of-32-bytes-or-more"
 SERVER_URL = os.environ.get("ETL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 
 
@@ -161,7 +160,7 @@ def admin(admin_database_url) -> Iterator[AdminData]:
 
 @pytest.fixture
 def billing() -> Iterator[BillingStub]:
-    stub = BillingStub(secret=SECRET).start()
+    stub = BillingStub(secret=TEST_SECRET).start()
     yield stub
     stub.stop()
 
@@ -171,7 +170,7 @@ def settings(admin_database_url, billing, tmp_path) -> Settings:
     return Settings(
         admin_database_url=admin_database_url,
         billing_url=billing.url,
-        service_jwt_secret=SECRET,
+        service_jwt_secret=TEST_SECRET,
         state_file=tmp_path / "etl" / "state.json",
         batch_size=2,  # several batches per pass even with a handful of rows
         lookback_seconds=120,

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from conftest import SECRET
+from billing_stub import TEST_SECRET
 
 
 def run_etl(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
@@ -30,7 +30,7 @@ def cli_env(settings) -> dict:
     return {
         "ADMIN_DATABASE_URL": settings.admin_database_url,
         "BILLING_URL": settings.billing_url,
-        "SERVICE_JWT_SECRET": SECRET,
+        "SERVICE_JWT_SECRET": TEST_SECRET,
         "ETL_STATE_FILE": str(settings.state_file),
         "ETL_HTTP_ATTEMPTS": "2",
         "ETL_BACKOFF_BASE_SECONDS": "0.01",

@@ -121,5 +121,9 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["stdout"], "level": env_str("DJANGO_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # One line per call to billing is noise; failures are shown to the manager and logged.
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -55,6 +55,10 @@ def _pass(etl: Etl, *, full: bool = False) -> bool:
             extra={"event": "pass_failed", "reason": str(exc), "error": type(exc).__name__},
         )
         return False
+    except Exception:
+        # A bug must not end the worker silently: log it, back off, try again.
+        log.exception("pass failed unexpectedly", extra={"event": "pass_failed"})
+        return False
     if result.total("sent"):
         log.info(
             "pass done",

@@ -115,7 +115,8 @@ class AdminReader:
         try:
             rows = self._connection().execute(_sql(stream, resume=after is not None), params)
             return [_to_row(stream, record) for record in rows.fetchall()]
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            # Down, restarting, or not migrated yet: the pass is retried later either way.
             self.close()
             raise AdminDatabaseUnavailable(str(exc).strip()) from exc
 
