@@ -42,8 +42,8 @@ class FakePayApi:
     calls: list[Call] = field(default_factory=list)
     url: str = ""
 
-    def calls_to(self, method: str, path_prefix: str) -> list[Call]:
-        return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
+    def calls_to(self, method: str, path: str) -> list[Call]:
+        return [c for c in self.calls if c.method == method and c.path == path]
 
     def set_payment(self, payment_id: str, status: str, **extra: Any) -> None:
         self.payments[str(payment_id)].update(status=status, **extra)

@@ -1,0 +1,200 @@
+"""The worker: reconciler with back-off, deadlines, subscription expiry, several copies at once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from datetime import timedelta
+
+import pytest
+from conftest import REPO_ROOT, SERVICE_SECRET, TEST_REDIS_URL, as_user
+from sqlalchemy import text
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _pending(billing, **plan_fields):
+    film = uuid.uuid4()
+    plan_id = await billing.put_plan(film_ids=[str(film)], **plan_fields)
+    user = uuid.uuid4()
+    response = await billing.buy(user, plan_id)
+    assert response.status_code == 201
+    return user, film, plan_id, response.json()
+
+
+async def _make_due(billing, payment_id):
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payments SET next_check_at = now() - interval '1 second' WHERE id = :p"),
+            {"p": uuid.UUID(payment_id)},
+        )
+
+
+async def _column(billing, column, payment_id):
+    return await billing.scalar(
+        f"SELECT {column} FROM payments WHERE id = :p", p=uuid.UUID(payment_id)
+    )
+
+
+async def test_reconciler_applies_a_lost_webhook_and_backs_off_while_nothing_changes(billing):
+    user, film, _, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    # Nothing to learn yet: each check doubles the wait (base 1 s, capped at 8 s in tests).
+    delays = []
+    for _ in range(5):
+        due = await _column(billing, "next_check_at", payment_id)
+        await billing.work(now=due)
+        delays.append((await _column(billing, "next_check_at", payment_id) - due).total_seconds())
+    assert delays == [2, 4, 8, 8, 8]
+    assert (await billing.payment(user, payment_id))["status"] == "pending"
+    # Stripe charged, the webhook was lost: the reconciler finds out.
+    billing.fake.set_payment(payment_id, "succeeded")
+    await _make_due(billing, payment_id)  # let the back-off pass, then a pass at the real time
+    await billing.work()
+    assert (await billing.payment(user, payment_id))["status"] == "succeeded"
+    assert (await billing.access(user, film))["allowed"] is True
+    refreshes = [c for c in billing.fake.calls_to("GET", f"/internal/v1/payments/{payment_id}")]
+    assert len(refreshes) == 6
+
+
+async def test_an_abandoned_payment_is_canceled_at_the_gateway_and_expires(billing):
+    user, _, plan_id, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    deadline = await _column(billing, "expires_at", payment_id)
+    await billing.work(now=deadline + timedelta(seconds=1))
+    assert billing.fake.payments[payment_id]["status"] == "canceled"
+    assert (await billing.payment(user, payment_id))["status"] == "expired"
+    assert (
+        await billing.scalar(
+            "SELECT status FROM subscriptions WHERE id = :s",
+            s=uuid.UUID(purchase["subscription"]["id"]),
+        )
+        == "incomplete_expired"
+    )
+    # The user can buy the plan again; a late "pending" event changes nothing.
+    assert (await billing.event(purchase["payment"], "pending")).json() == {"applied": False}
+    assert (await billing.buy(user, plan_id)).status_code == 201
+
+
+async def test_expiry_that_loses_the_race_with_a_charge_records_the_charge(billing):
+    user, film, _, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    billing.fake.cancel_outcome = "succeeded"  # Stripe charged just before the cancel
+    async with billing.resources.engine.begin() as conn:  # the deadline passes
+        await conn.execute(
+            text("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = :p"),
+            {"p": uuid.UUID(payment_id)},
+        )
+    await billing.work()
+    assert (await billing.payment(user, payment_id))["status"] == "succeeded"
+    assert (await billing.access(user, film))["allowed"] is True
+
+
+async def test_a_lost_cancel_answer_makes_it_unknown_until_the_reconciler_decides(billing):
+    user, _, _, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    deadline = await _column(billing, "expires_at", payment_id)
+    billing.fake.mode = "down"
+    await billing.work(now=deadline + timedelta(seconds=1))
+    assert (await billing.payment(user, payment_id))["status"] == "unknown"
+    # An event does not move an unknown payment; it wakes the reconciler instead.
+    assert (await billing.event(purchase["payment"], "processing")).json() == {"applied": False}
+    assert (await billing.payment(user, payment_id))["status"] == "unknown"
+    billing.fake.mode = "ok"
+    billing.fake.set_payment(payment_id, "canceled")
+    await billing.work(now=deadline + timedelta(seconds=2))
+    assert (await billing.payment(user, payment_id))["status"] == "expired"
+
+
+async def test_paid_periods_end_and_access_with_them(billing):
+    user, film, plan_id, purchase = await _pending(billing, period_unit="day", period_count=1)
+    await billing.event(purchase["payment"], "succeeded")
+    assert (await billing.access(user, film))["allowed"] is True
+    end = await billing.scalar(
+        "SELECT current_period_end FROM subscriptions WHERE id = :s",
+        s=uuid.UUID(purchase["subscription"]["id"]),
+    )
+    await billing.work(now=end - timedelta(seconds=1))
+    assert (await billing.access(user, film))["allowed"] is True
+    done = await billing.work(now=end + timedelta(seconds=1))
+    assert done["expire_subscriptions"] >= 1
+    subs = (await billing.client.get("/api/v1/subscriptions", headers=as_user(user))).json()[
+        "items"
+    ]
+    assert [s["status"] for s in subs] == ["expired"]
+    assert (await billing.access(user, film))["allowed"] is False
+    assert (await billing.buy(user, plan_id)).status_code == 201
+
+
+async def test_refund_reconciler_finishes_a_pending_refund(billing):
+    user, _, _, purchase = await _pending(billing)
+    await billing.event(purchase["payment"], "succeeded")
+    cancel = await billing.client.post(
+        f"/api/v1/subscriptions/{purchase['subscription']['id']}/cancel", headers=as_user(user)
+    )
+    refund = cancel.json()["refund"]
+    assert refund["status"] == "pending"
+    billing.fake.refunds[refund["id"]]["status"] = "succeeded"
+    due = await billing.scalar(
+        "SELECT next_check_at FROM refunds WHERE id = :r", r=uuid.UUID(refund["id"])
+    )
+    await billing.work(now=due)
+    payment = await billing.payment(user, purchase["payment"]["id"])
+    assert payment["status"] == "refunded"
+    assert payment["refunds"][0]["status"] == "succeeded"
+
+
+async def test_two_workers_at_once_take_each_row_once(billing):
+    billing.fake.mode = "down"
+    payments = []
+    for _ in range(6):
+        plan_id = await billing.put_plan()
+        user = uuid.uuid4()
+        await billing.buy(user, plan_id)
+        payments.append(
+            await billing.scalar("SELECT id::text FROM payments WHERE user_id = :u", u=user)
+        )
+    billing.fake.mode = "ok"
+    due = max([await _column(billing, "next_check_at", p) for p in payments])
+    await asyncio.gather(billing.work(now=due), billing.work(now=due), billing.work(now=due))
+    for payment_id in payments:
+        calls = [
+            c
+            for c in billing.fake.calls_to("POST", "/internal/v1/payments")
+            if c.body["payment_id"] == payment_id
+        ]
+        assert len(calls) == 2  # the 503 during purchase, then exactly one registration
+        assert await _column(billing, "status", payment_id) == "pending"
+
+
+async def test_outbox_rows_are_delivered_by_the_worker(billing):
+    await billing.put_plan()
+    await billing.work()
+    assert await billing.count("outbox", "delivered_at IS NULL") == 0
+
+
+async def test_the_worker_command_runs_one_pass(database_url, fake_pay_api):
+    env = {
+        **os.environ,
+        "BILLING_DATABASE_URL": database_url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "AUTH_JWT_SECRET": "worker-test-secret-worker-test-secret",
+        "SERVICE_JWT_SECRET": SERVICE_SECRET,
+        "PAY_API_URL": fake_pay_api.url,
+        "BILLING_REDIS_PREFIX": "billing_test_worker_cmd:",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "billing.worker",
+        "--once",
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    assert b'"message": "worker stopped"' in output
