@@ -20,10 +20,10 @@ from integration_tests.clients import StackSettings
 from integration_tests.clients.stack import ROOT
 
 TEST_STACK = {
-    "ADMIN_PORT": "18000",
-    "BILLING_PORT": "18001",
-    "PAY_API_PORT": "18002",
-    "LOCALSTRIPE_PORT": "18420",
+    "ADMIN_PORT": "28000",
+    "BILLING_PORT": "28001",
+    "PAY_API_PORT": "28002",
+    "LOCALSTRIPE_PORT": "28420",
     "DB_PREFIX": "cinema_it",
     "REDIS_DB": "9",
     "DATA_DIR": str(ROOT / "var" / "it"),

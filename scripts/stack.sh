@@ -177,8 +177,25 @@ wait_http() {
   return 1
 }
 
+port_of() {
+  case "$1" in
+    localstripe) echo "$LOCALSTRIPE_PORT" ;; billing) echo "$BILLING_PORT" ;;
+    pay_api) echo "$PAY_API_PORT" ;; admin) echo "$ADMIN_PORT" ;;
+  esac
+}
+
+port_taken() {
+  "$PY" -c "import socket, sys; s = socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1', $1)) == 0 else 1)"
+}
+
 start_service() {
   # the one place that says how each process of the system is started
+  local port
+  port=$(port_of "$1")
+  if [ -n "$port" ] && ! is_running "$1" && port_taken "$port"; then
+    say "port $port for $1 is taken by another process; set ${1^^}_PORT (see .env.example)"
+    return 1
+  fi
   case "$1" in
     localstripe) start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
       --data-dir "$DATA_DIR/localstripe" ;;
