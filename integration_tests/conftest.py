@@ -36,6 +36,13 @@ TEST_STACK = {
 }
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Allure results always land in var/allure-results (make report builds the HTML from them)."""
+    if not config.option.allure_report_dir:
+        config.option.allure_report_dir = str(ROOT / "var" / "allure-results")
+
+
 def _stack(command: list[str], env: dict[str, str]) -> None:
     subprocess.run([str(ROOT / "scripts" / "stack.sh"), *command], env=env, check=True, cwd=ROOT)
 
