@@ -11,6 +11,9 @@ from sqlalchemy import DateTime, MetaData, create_engine
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from pay_api import failpoints
+from pay_api.failpoints import failpoint
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -58,6 +61,7 @@ class Database:
                 yield session
             outbox_ids = session.info.pop(OUTBOX_IDS_KEY, [])
         if outbox_ids:
+            failpoint(failpoints.AFTER_COMMIT)
             for hook in self.after_commit:
                 hook(outbox_ids)
 

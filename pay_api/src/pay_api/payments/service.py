@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from pay_api import failpoints
 from pay_api.db import Database
 from pay_api.errors import (
     GatewayRejected,
@@ -28,6 +29,7 @@ from pay_api.errors import (
     PaymentNotPayable,
     SetupIntentInvalid,
 )
+from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, IntentState
 from pay_api.payments import state
 from pay_api.payments.models import Customer, Payment
@@ -242,6 +244,7 @@ def charge(
         idempotency_key = (
             f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
         )
+        failpoint(failpoints.BEFORE_CONFIRM)
         try:
             intent = gateway.confirm_payment_intent(
                 intent_id, payment_method_id=payment_method_id, idempotency_key=idempotency_key
@@ -255,6 +258,7 @@ def charge(
             intent = gateway.retrieve_payment_intent(intent_id)
             state.apply_intent(session, payment, intent)
             return _answer(payment, intent)
+        failpoint(failpoints.AFTER_CONFIRM)
         state.apply_intent(session, payment, intent)
         log.info(
             "payment confirmed at stripe",

@@ -13,7 +13,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pay_api import outbox
+from pay_api import failpoints, outbox
 from pay_api.db import Database
 from pay_api.errors import (
     GatewayRejected,
@@ -22,6 +22,7 @@ from pay_api.errors import (
     RefundExceedsRemaining,
     RefundNotFound,
 )
+from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, RefundState
 from pay_api.payments.models import Payment
 from pay_api.payments.service import get_payment
@@ -105,6 +106,7 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
             )
             apply_refund(session, refund, found, payment=payment)
             return refund
+        failpoint(failpoints.BEFORE_REFUND)
         try:
             created = gateway.create_refund(
                 refund_id=str(refund.id),
@@ -123,6 +125,7 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
                 extra={"refund_id": str(refund.id), "stripe_code": exc.stripe_code},
             )
         else:
+            failpoint(failpoints.AFTER_REFUND)
             apply_refund(session, refund, created, payment=payment)
     if exceeded:
         raise RefundExceedsRemaining("Stripe's charge has less left than this refund.")
