@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+import httpx
 import pytest
-from conftest import REDIS_PREFIX, as_service, as_user, bearer, user_token
+from billing.access.fastredis import encode_command, parse_reply
+from billing.main import create_app
+from conftest import REDIS_PREFIX, as_service, as_user, bearer, make_settings, user_token
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -120,3 +123,43 @@ async def test_user_access_endpoint_refuses_bad_input(billing):
     ):
         refused = await billing.client.get(f"/api/v1/access/films/{uuid.uuid4()}", headers=headers)
         assert (refused.status_code, refused.json()["code"]) == (401, code)
+
+
+async def test_redis_down_the_database_answers(database_url, fake_pay_api, billing):
+    film = uuid.uuid4()
+    plan_id = await billing.put_plan(film_ids=[str(film)])
+    user = uuid.uuid4()
+    await billing.paid_subscription(user, plan_id)
+    # The same database, but Redis unreachable (a closed port).
+    broken = create_app(
+        make_settings(database_url, fake_pay_api.url, REDIS_URL="redis://127.0.0.1:1/0"),
+        configure_logs=False,
+    )
+    transport = httpx.ASGITransport(app=broken)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as c:
+        mine = await c.get(f"/api/v1/access/films/{film}", headers=as_user(user))
+        assert mine.status_code == 200 and mine.json()["allowed"] is True
+        other = await c.get(f"/api/v1/access/films/{film}", headers=as_user(uuid.uuid4()))
+        assert other.json()["reason"] == "no_subscription"
+        service = await c.get(
+            f"/internal/v1/access?user_id={user}&film_id={film}", headers=as_service("movies")
+        )
+        assert service.json()["allowed"] is True
+    await broken.state.resources.aclose()
+
+
+async def test_pipelined_reader_parses_replies_split_across_reads():
+    assert encode_command("MGET", "a", "bc") == b"*3\r\n$4\r\nMGET\r\n$1\r\na\r\n$2\r\nbc\r\n"
+    reply = b"*3\r\n$-1\r\n$2\r\n17\r\n$5\r\nhe\r\nl\r\n+OK\r\n"
+    for cut in range(1, len(reply) - 5):
+        buffer = bytearray(reply[:cut])
+        try:
+            value, _ = parse_reply(buffer, 0)
+        except Exception as exc:  # incomplete until the whole array is there
+            assert type(exc).__name__ == "_Incomplete"
+        else:
+            assert cut >= len(reply) - 5
+            assert value == [None, b"17", b"he\r\nl"]
+    value, pos = parse_reply(bytearray(reply), 0)
+    assert value == [None, b"17", b"he\r\nl"]
+    assert parse_reply(bytearray(reply), pos) == (b"OK", len(reply))

@@ -5,9 +5,9 @@
 * Service token: HS256 with SERVICE_JWT_SECRET, `aud` = "billing", `iss` = the calling service.
 
 Different keys and audiences, so neither kind passes for the other. Verified user tokens are kept
-in a small in-process map keyed by the whole token (signature included), so the access check — called
-on every play — does not redo the HMAC and JSON work for a token it has already verified; expiry is
-still checked on every request.
+in a small in-process map keyed by the whole token (signature included), and so are service tokens,
+so the access check — called on every play — does not redo the HMAC and JSON work for a token it has
+already verified; expiry is still checked on every request.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class TokenVerifier:
         self._user_audience = settings.auth_jwt_audience
         self._service_key = settings.service_jwt_secret
         self._verified_users: dict[str, tuple[uuid.UUID, float]] = {}
+        self._verified_services: dict[str, tuple[str, float]] = {}
 
     def user_id(self, authorization: str | None) -> uuid.UUID:
         """The user id (`sub`) of a valid user token, or a 401 error."""
@@ -79,10 +80,20 @@ class TokenVerifier:
     def service(self, authorization: str | None) -> str:
         """The calling service (`iss`) of a valid service token, or a 401 error."""
         token = bearer_token(authorization)
+        cached = self._verified_services.get(token)
+        if cached is not None:
+            issuer, expires_at = cached
+            if time.time() < expires_at:
+                return issuer
+            raise TokenExpired()
         claims = self._decode(
             token, self._service_key, "HS256", SERVICE_AUDIENCE, ["exp", "iss", "aud"]
         )
-        return str(claims["iss"])
+        issuer = str(claims["iss"])
+        if len(self._verified_services) >= _VERIFIED_CACHE_SIZE:
+            self._verified_services.clear()
+        self._verified_services[token] = (issuer, float(claims["exp"]))
+        return issuer
 
     @staticmethod
     def _decode(token: str, key: str, algorithm: str, audience: str, required: list[str]) -> dict:

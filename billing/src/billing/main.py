@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from billing.access.fastpath import AccessFastPath
 from billing.access.router import router as access_router
 from billing.config import Settings, get_settings
 from billing.errors import install_error_handlers
@@ -49,19 +50,22 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.resources = resources
     install_error_handlers(app)
+    # Last added is outermost: request id and access log first, then cached access checks.
+    app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/health", tags=["health"], summary="Liveness")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The access checks come first: routes are matched in order, and these are the hot ones.
     for router in (
+        internal_access_router,
+        access_router,
         plans_router,
         subscriptions_router,
         payments_router,
-        access_router,
         internal_catalog_router,
-        internal_access_router,
         internal_events_router,
         internal_admin_router,
     ):

@@ -6,6 +6,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from billing.access.cache import AccessCache
+from billing.access.fastredis import PipelinedRedis
 from billing.auth import TokenVerifier
 from billing.config import Settings
 from billing.db import make_engine, make_sessionmaker
@@ -32,8 +33,10 @@ class Resources:
         )
         self.idempotency_sessionmaker = make_sessionmaker(self.idempotency_engine)
         self.redis = Redis.from_url(settings.redis_url)
+        self.redis_reader = PipelinedRedis(settings.redis_url)
         self.access_cache = AccessCache(
             self.redis,
+            self.redis_reader,
             prefix=settings.redis_prefix,
             max_ttl_seconds=settings.access_cache_max_seconds,
         )
@@ -48,5 +51,6 @@ class Resources:
     async def aclose(self) -> None:
         await self.pay_api.aclose()
         await self.redis.aclose()
+        self.redis_reader.close()
         await self.engine.dispose()
         await self.idempotency_engine.dispose()

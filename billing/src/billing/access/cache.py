@@ -18,13 +18,18 @@ from collections.abc import Iterable
 
 from redis.asyncio import Redis
 
+from billing.access.fastredis import PipelinedRedis
+
 # Versions outlive any decision by far, so a version key that expires cannot revive an old entry.
 _VERSION_TTL_SECONDS = 90 * 24 * 3600
 
 
 class AccessCache:
-    def __init__(self, redis: Redis, *, prefix: str, max_ttl_seconds: int) -> None:
+    def __init__(
+        self, redis: Redis, reader: PipelinedRedis, *, prefix: str, max_ttl_seconds: int
+    ) -> None:
         self._redis = redis
+        self._reader = reader  # the hot read: one pipelined connection (see fastredis)
         self._max_ttl = max_ttl_seconds
         self._global_key = f"{prefix}acc:gv"
         self._user_prefix = f"{prefix}acc:uv:"
@@ -32,7 +37,7 @@ class AccessCache:
 
     async def get(self, user_id: str, film_id: str) -> tuple[bytes | None, bytes]:
         """(cached decision fields or None, the versions to store a fresh decision under)."""
-        global_version, user_version, entry = await self._redis.mget(
+        global_version, user_version, entry = await self._reader.mget(
             self._global_key,
             self._user_prefix + user_id,
             f"{self._decision_prefix}{user_id}:{film_id}",

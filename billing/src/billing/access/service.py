@@ -4,10 +4,12 @@ of a plan covering that film covers now; a film covered by no active plan is fre
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+from redis.exceptions import RedisError
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +17,8 @@ from billing.access.cache import AccessCache
 from billing.db import utcnow
 from billing.plans.models import Plan, PlanFilm
 from billing.subscriptions.models import PAID_STATUSES, Subscription
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,13 +75,22 @@ async def check(
 ) -> bytes:
     """The Access answer: from Redis in one round trip, else from the database (then cached)."""
     user_key, film_key = str(user_id), str(film_id)
-    fields, versions = await cache.get(user_key, film_key)
+    try:
+        fields, versions = await cache.get(user_key, film_key)
+    except RedisError:
+        # Redis is down: answer from the database (slower, still correct), cache nothing.
+        logger.warning("access cache unavailable", exc_info=True)
+        fields, versions = None, None
     if fields is None:
         now = utcnow()
         async with sessionmaker() as session:
             decision = await decide(session=session, user_id=user_id, film_id=film_id, now=now)
         fields = decision.fields_json()
-        # An allowed decision lives until the paid period ends at the latest (put() caps it).
-        ttl = int((decision.until - now).total_seconds()) if decision.until else 1 << 30
-        await cache.put(user_key, film_key, versions, fields, ttl)
+        if versions is not None:
+            # An allowed decision lives until the paid period ends at the latest (put() caps it).
+            ttl = int((decision.until - now).total_seconds()) if decision.until else 1 << 30
+            try:
+                await cache.put(user_key, film_key, versions, fields, ttl)
+            except RedisError:
+                logger.warning("access cache unavailable", exc_info=True)
     return access_body(fields, user_key, film_key)
