@@ -33,7 +33,13 @@ TEST_STACK = {
     "BILLING_RECONCILE_BASE_SECONDS": "1",
     "BILLING_RECONCILE_MAX_SECONDS": "5",
     "ETL_INTERVAL_SECONDS": "1",
+    "PAY_API_OUTBOX_BACKOFF_MAX": "2",
+    # pay_api reaches Stripe through the fault-injecting proxy (the browser goes straight to
+    # localstripe), and may be told to crash at named points (integration_tests/faults/)
+    "STRIPE_API_BASE": "http://127.0.0.1:28421",
+    "PAY_API_FAILPOINTS_DIR": str(ROOT / "var" / "it" / "failpoints"),
 }
+FAULT_PROXY_PORT = 28421
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -47,11 +53,36 @@ def _stack(command: list[str], env: dict[str, str]) -> None:
     subprocess.run([str(ROOT / "scripts" / "stack.sh"), *command], env=env, check=True, cwd=ROOT)
 
 
+USE_RUNNING_STACK = os.environ.get("IT_USE_RUNNING_STACK") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fault tests need the stack this session starts (its proxy and crash points): against
+    a running stack they are left out, and said so."""
+    if not USE_RUNNING_STACK:
+        return
+    faults = [item for item in items if item.get_closest_marker("faults")]
+    if faults:
+        config.hook.pytest_deselected(items=faults)
+        items[:] = [item for item in items if not item.get_closest_marker("faults")]
+        print(f"\n{len(faults)} fault tests left out: they need the session's own stack")
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[StackSettings]:
-    if os.environ.get("IT_USE_RUNNING_STACK") == "1":
+def fault_proxy():
+    from integration_tests.faults.proxy import FaultProxy
+
+    upstream = int(TEST_STACK["LOCALSTRIPE_PORT"])
+    return FaultProxy(upstream_port=upstream, port=FAULT_PROXY_PORT).start()
+
+
+@pytest.fixture(scope="session")
+def stack(request) -> Iterator[StackSettings]:
+    if USE_RUNNING_STACK:
         yield StackSettings.load()
         return
+    request.getfixturevalue("fault_proxy")  # listening before pay_api starts
+    os.makedirs(TEST_STACK["PAY_API_FAILPOINTS_DIR"], exist_ok=True)
     env = {**os.environ, **TEST_STACK}
     _stack(["down"], env)
     _stack(["up", "--fresh"], env)

@@ -26,15 +26,20 @@ class PaymentResult:
 class PaymentPage:
     def __init__(self, settings: StackSettings, payment_url: str):
         self.payment_url = payment_url.rstrip("/")
-        self.stripe = httpx.Client(base_url=settings.stripe_api_base, timeout=15)
+        self.stripe = httpx.Client(base_url=settings.stripe_js_base, timeout=15)
         self.page = httpx.Client(timeout=30)
 
     def open(self) -> httpx.Response:
         """GET the page, as the browser does when the user follows the link."""
         return self.page.get(self.payment_url)
 
-    def pay(self, card_number: str, authenticate: bool = True) -> PaymentResult:
-        """Save the card with a SetupIntent, ask pay_api to charge it, finish 3-D Secure if asked."""
+    def pay(
+        self, card_number: str, authenticate: bool | None = True, sync: bool = True
+    ) -> PaymentResult:
+        """Save the card with a SetupIntent, ask pay_api to charge it, finish 3-D Secure if asked.
+
+        `authenticate=None` leaves the charge's 3-D Secure dialog open (the user walked away);
+        `sync=False` closes the page right after the dialog, before it tells pay_api."""
         setup = self.page.post(f"{self.payment_url}/setup-intent")
         setup.raise_for_status()
         secret = setup.json()["client_secret"]
@@ -62,7 +67,7 @@ class PaymentPage:
             return PaymentResult("setup_failed", confirmed.json())
         if confirmed.json()["status"] == "requires_action":
             # the mock's 3-D Secure dialog for the card setup
-            action = "confirm" if authenticate else "cancel"
+            action = "cancel" if authenticate is False else "confirm"
             confirmed = self.stripe.post(
                 f"/v1/setup_intents/{setup_intent_id}/{action}",
                 json={"key": publishable_key, "use_stripe_sdk": True, "client_secret": secret},
@@ -76,6 +81,8 @@ class PaymentPage:
         if body.get("status") != "requires_action":
             return PaymentResult(body.get("status", f"http_{charge.status_code}"), body)
         # stripe.confirmCardPayment(secret): the mock's dialog, then the page asks pay_api to sync
+        if authenticate is None:
+            return PaymentResult("requires_action", body)
         payment_intent_secret = body["client_secret"]
         payment_intent_id = payment_intent_secret.split("_secret_")[0]
         self.stripe.post(
@@ -83,6 +90,8 @@ class PaymentPage:
             params={"success": "true" if authenticate else "false"},
             json={"key": publishable_key, "client_secret": payment_intent_secret},
         )
+        if not sync:
+            return PaymentResult("authenticated", body)
         synced = self.page.post(f"{self.payment_url}/sync")
         return PaymentResult(
             synced.json().get("status", f"http_{synced.status_code}"), synced.json()

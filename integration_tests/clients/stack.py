@@ -43,8 +43,10 @@ class StackSettings:
         return self.values["ADMIN_URL"]
 
     @property
-    def stripe_api_base(self) -> str:
-        return self.values["STRIPE_API_BASE"]
+    def stripe_js_base(self) -> str:
+        """Where the browser's Stripe.js talks to (localstripe itself, never the fault proxy)."""
+        js_url = self.values.get("STRIPE_JS_URL", "")
+        return js_url.removesuffix("/js.stripe.com/v3/") or self.values["STRIPE_API_BASE"]
 
     def env(self) -> dict[str, str]:
         """An environment for a subprocess that should see these settings."""
