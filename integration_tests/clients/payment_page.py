@@ -36,11 +36,23 @@ class PaymentPage:
     def pay(
         self, card_number: str, authenticate: bool | None = True, sync: bool = True
     ) -> PaymentResult:
+        """See `_pay`; a dropped connection is an answer too (the page shows an error)."""
+        try:
+            return self._pay(card_number, authenticate, sync)
+        except httpx.TransportError as error:
+            return PaymentResult("connection_lost", {"error": repr(error)})
+
+    def _pay(
+        self, card_number: str, authenticate: bool | None = True, sync: bool = True
+    ) -> PaymentResult:
         """Save the card with a SetupIntent, ask pay_api to charge it, finish 3-D Secure if asked.
 
         `authenticate=None` leaves the charge's 3-D Secure dialog open (the user walked away);
         `sync=False` closes the page right after the dialog, before it tells pay_api."""
         setup = self.page.post(f"{self.payment_url}/setup-intent")
+        if setup.status_code == 409:  # nothing left to pay: the page shows the payment's state
+            status = self.status()
+            return PaymentResult(status.get("status", "closed"), status)
         setup.raise_for_status()
         secret = setup.json()["client_secret"]
         publishable_key = setup.json()["publishable_key"]

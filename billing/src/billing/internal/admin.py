@@ -6,17 +6,22 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from billing.auth import require_service
 from billing.db import SessionDep, utcnow
 from billing.errors import PaymentNotFound
 from billing.payments import service as payments
-from billing.payments.models import Payment
-from billing.payments.schemas import AdminPaymentOut, RefundOut
+from billing.payments.models import LedgerEntry, Payment
+from billing.payments.schemas import (
+    AdminPaymentDetail,
+    AdminPaymentOut,
+    LedgerEntryOut,
+    RefundOut,
+)
 from billing.refunds.models import Refund
 from billing.refunds.router import refund_and_answer
 from billing.refunds.schemas import AdminRefundIn
@@ -76,13 +81,35 @@ async def user_refunds(user_id: uuid.UUID, session: SessionDep) -> RefundList:
     return RefundList(items=items, total=len(items))
 
 
-@router.get("/payments/{payment_id}", response_model=AdminPaymentOut)
-async def payment(payment_id: uuid.UUID, session: SessionDep) -> AdminPaymentOut:
+@router.get("/payments", response_model=AdminPaymentList)
+async def all_payments(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> AdminPaymentList:
+    """Every payment, oldest first (for audits: the chaos run compares them with Stripe)."""
+    rows = list(
+        await session.scalars(
+            select(Payment).order_by(Payment.created_at, Payment.id).limit(limit).offset(offset)
+        )
+    )
+    items = await payments.present(session=session, payments=rows, admin=True)
+    total = await session.scalar(select(func.count()).select_from(Payment))
+    return AdminPaymentList(items=items, total=total or 0)
+
+
+@router.get("/payments/{payment_id}", response_model=AdminPaymentDetail)
+async def payment(payment_id: uuid.UUID, session: SessionDep) -> AdminPaymentDetail:
     row = await session.get(Payment, payment_id)
     if row is None:
         raise PaymentNotFound()
     (item,) = await payments.present(session=session, payments=[row], admin=True)
-    return item
+    ledger = await session.scalars(
+        select(LedgerEntry).where(LedgerEntry.payment_id == payment_id).order_by(LedgerEntry.id)
+    )
+    return AdminPaymentDetail(
+        **item.model_dump(), ledger=[LedgerEntryOut.model_validate(e) for e in ledger]
+    )
 
 
 @router.post("/payments/{payment_id}/refunds", response_model=RefundOut, status_code=201)

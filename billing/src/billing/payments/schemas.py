@@ -43,8 +43,24 @@ class PaymentPage(BaseModel):
     offset: int
 
 
+class LedgerEntryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    kind: str
+    amount: int
+    currency: str
+    refund_id: uuid.UUID | None
+    created_at: datetime
+
+
 class AdminPaymentOut(PaymentOut):
     user_id: uuid.UUID
     stripe_payment_intent_id: str | None
     expires_at: datetime
     succeeded_at: datetime | None
+
+
+class AdminPaymentDetail(AdminPaymentOut):
+    """One payment for a manager or an auditor: with every ledger row it caused."""
+
+    ledger: list[LedgerEntryOut] = []

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 
+import billing.models  # noqa: F401 - every table mapped, so foreign keys resolve in this process
 from billing.config import get_settings
 from billing.log import configure_logging
 from billing.resources import Resources
