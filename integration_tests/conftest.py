@@ -1,7 +1,7 @@
 """Black-box fixtures: a whole stack of the system, started as local processes on ports of its own.
 
-By default the session starts a fresh stack (`scripts/stack.sh up --fresh`) with the settings in
-`TEST_STACK` below and stops it at the end. `IT_USE_RUNNING_STACK=1` runs the tests against the
+By default the session starts a fresh stack (`scripts/stack.sh up --fresh`) with the settings of
+`faults.own_stack.stack_env` (ports 28000+) and stops it at the end. `IT_USE_RUNNING_STACK=1` runs the tests against the
 stack `make up` started instead (its settings come from .env / .env.example).
 """
 
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-from collections.abc import Iterator
 
 import allure
 import httpx
@@ -18,28 +16,9 @@ import pytest
 
 from integration_tests.clients import StackSettings
 from integration_tests.clients.stack import ROOT
+from integration_tests.faults.own_stack import own_stack, stack_env
 
-TEST_STACK = {
-    "ADMIN_PORT": "28000",
-    "BILLING_PORT": "28001",
-    "PAY_API_PORT": "28002",
-    "LOCALSTRIPE_PORT": "28420",
-    "DB_PREFIX": "cinema_it",
-    "REDIS_DB": "9",
-    "DATA_DIR": str(ROOT / "var" / "it"),
-    "STRIPE_OFFLINE": "1",
-    # the reconciler and the worker run in seconds here, so lost webhooks are recovered quickly
-    "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
-    "BILLING_RECONCILE_BASE_SECONDS": "1",
-    "BILLING_RECONCILE_MAX_SECONDS": "5",
-    "ETL_INTERVAL_SECONDS": "1",
-    "PAY_API_OUTBOX_BACKOFF_MAX": "2",
-    # pay_api reaches Stripe through the fault-injecting proxy (the browser goes straight to
-    # localstripe), and may be told to crash at named points (integration_tests/faults/)
-    "STRIPE_API_BASE": "http://127.0.0.1:28421",
-    "PAY_API_FAILPOINTS_DIR": str(ROOT / "var" / "it" / "failpoints"),
-}
-FAULT_PROXY_PORT = 28421
+TEST_STACK = stack_env(port_base=28000, name="it", redis_db=9)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -47,10 +26,6 @@ def pytest_configure(config):
     """Allure results always land in var/allure-results (make report builds the HTML from them)."""
     if not config.option.allure_report_dir:
         config.option.allure_report_dir = str(ROOT / "var" / "allure-results")
-
-
-def _stack(command: list[str], env: dict[str, str]) -> None:
-    subprocess.run([str(ROOT / "scripts" / "stack.sh"), *command], env=env, check=True, cwd=ROOT)
 
 
 USE_RUNNING_STACK = os.environ.get("IT_USE_RUNNING_STACK") == "1"
@@ -69,27 +44,21 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def fault_proxy():
-    from integration_tests.faults.proxy import FaultProxy
-
-    upstream = int(TEST_STACK["LOCALSTRIPE_PORT"])
-    return FaultProxy(upstream_port=upstream, port=FAULT_PROXY_PORT).start()
+def _own_stack():
+    with own_stack(TEST_STACK) as (settings, proxy):
+        yield settings, proxy
 
 
 @pytest.fixture(scope="session")
-def stack(request) -> Iterator[StackSettings]:
+def fault_proxy(_own_stack):
+    return _own_stack[1]
+
+
+@pytest.fixture(scope="session")
+def stack(request) -> StackSettings:
     if USE_RUNNING_STACK:
-        yield StackSettings.load()
-        return
-    request.getfixturevalue("fault_proxy")  # listening before pay_api starts
-    os.makedirs(TEST_STACK["PAY_API_FAILPOINTS_DIR"], exist_ok=True)
-    env = {**os.environ, **TEST_STACK}
-    _stack(["down"], env)
-    _stack(["up", "--fresh"], env)
-    try:
-        yield StackSettings.load(TEST_STACK)
-    finally:
-        _stack(["down"], env)
+        return StackSettings.load()
+    return request.getfixturevalue("_own_stack")[0]
 
 
 def attach_exchange(response: httpx.Response) -> None:

@@ -29,6 +29,18 @@ def over_refunded(stripe: StripePayment) -> bool:
     return stripe.refunded > stripe.charged
 
 
+def can_still_charge(intent: dict[str, Any], billing: dict[str, Any]) -> bool:
+    """Whether anyone could still take money through this intent.
+
+    An intent created but never confirmed and never stored by pay_api (its creation answer was
+    lost: localstripe ignores idempotency keys, so the retry made a second one) cannot be: only
+    pay_api confirms intents, by the id it stored, and its client secret was never shown."""
+    if intent["status"] not in CHARGEABLE_INTENT:
+        return False
+    orphan = intent["id"] != billing.get("stripe_payment_intent_id")
+    return not (orphan and intent["status"] == "requires_confirmation")
+
+
 def problems(billing: dict[str, Any], stripe: StripePayment) -> list[str]:
     found = []
     status = billing["status"]
@@ -57,7 +69,7 @@ def problems(billing: dict[str, Any], stripe: StripePayment) -> list[str]:
     elif status in FINAL:
         if stripe.charged:
             found.append(f"billing says {status}, but Stripe charged {stripe.charged}")
-        live = [i["id"] for i in stripe.intents if i["status"] in CHARGEABLE_INTENT]
+        live = [i["id"] for i in stripe.intents if can_still_charge(i, billing)]
         if live:
             found.append(f"billing says {status}, but intents can still be charged: {live}")
     return found

@@ -1,0 +1,61 @@
+"""A whole stack of the system for fault work: its own ports, databases and data folder; pay_api
+reaching Stripe through the fault-injecting proxy and able to crash at named points; the worker
+and reconciler on a schedule of seconds. The integration tests and the chaos run start one each."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from integration_tests.clients.stack import ROOT, StackSettings
+from integration_tests.faults.proxy import FaultProxy
+
+
+def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
+    """Settings of a stack on ports port_base (+0 admin, +1 billing, +2 pay_api, +420 localstripe,
+    +421 the proxy in front of it), databases `cinema_<name>_*`, data in var/<name>."""
+    data_dir = ROOT / "var" / name
+    return {
+        "ADMIN_PORT": str(port_base),
+        "BILLING_PORT": str(port_base + 1),
+        "PAY_API_PORT": str(port_base + 2),
+        "LOCALSTRIPE_PORT": str(port_base + 420),
+        "DB_PREFIX": f"cinema_{name}",
+        "REDIS_DB": str(redis_db),
+        "DATA_DIR": str(data_dir),
+        "STRIPE_OFFLINE": "1",
+        # the reconciler and the worker run in seconds here, so lost webhooks are recovered quickly
+        "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
+        "BILLING_RECONCILE_BASE_SECONDS": "1",
+        "BILLING_RECONCILE_MAX_SECONDS": "5",
+        "ETL_INTERVAL_SECONDS": "1",
+        "PAY_API_OUTBOX_BACKOFF_MAX": "2",
+        # pay_api reaches Stripe through the fault-injecting proxy (the browser goes straight to
+        # localstripe), and may be told to crash at named points (pay_api/failpoints.py)
+        "STRIPE_API_BASE": f"http://127.0.0.1:{port_base + 421}",
+        "PAY_API_FAILPOINTS_DIR": str(data_dir / "failpoints"),
+    }
+
+
+def run_stack(command: list[str], env: dict[str, str]) -> None:
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), *command], env=env, check=True, cwd=ROOT)
+
+
+@contextmanager
+def own_stack(env: dict[str, str], **extra: str) -> Iterator[tuple[StackSettings, FaultProxy]]:
+    """Start the proxy, then a fresh stack behind it; stop the stack at the end."""
+    settings_env = {**env, **extra}
+    proxy_port = int(settings_env["STRIPE_API_BASE"].rsplit(":", 1)[1])
+    proxy = FaultProxy(upstream_port=int(settings_env["LOCALSTRIPE_PORT"]), port=proxy_port)
+    proxy.start()
+    Path(settings_env["PAY_API_FAILPOINTS_DIR"]).mkdir(parents=True, exist_ok=True)
+    process_env = {**os.environ, **settings_env}
+    run_stack(["down"], process_env)
+    run_stack(["up", "--fresh"], process_env)
+    try:
+        yield StackSettings.load(settings_env), proxy
+    finally:
+        run_stack(["down"], process_env)
