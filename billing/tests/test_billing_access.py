@@ -163,3 +163,24 @@ async def test_pipelined_reader_parses_replies_split_across_reads():
     value, pos = parse_reply(bytearray(reply), 0)
     assert value == [None, b"17", b"he\r\nl"]
     assert parse_reply(bytearray(reply), pos) == (b"OK", len(reply))
+
+
+async def test_a_withdrawn_film_is_allowed_to_nobody(billing):
+    film = uuid.uuid4()
+    put = await billing.client.put(
+        f"/internal/v1/films/{film}",
+        json={"title": "Metropolis", "active": True},
+        headers=as_service("etl"),
+    )
+    assert put.status_code == 200
+    plan_id = await billing.put_plan(film_ids=[str(film)])
+    user = uuid.uuid4()
+    await billing.paid_subscription(user, plan_id)
+    assert (await billing.access(user, film))["reason"] == "subscription"  # cached "allowed"
+
+    deleted = await billing.client.delete(f"/internal/v1/films/{film}", headers=as_service("etl"))
+    assert deleted.status_code == 200 and deleted.json()["changed"] is True
+    withdrawn = await billing.access(user, film)
+    assert withdrawn["allowed"] is False and withdrawn["reason"] == "film_unavailable"
+    stranger = await billing.access(uuid.uuid4(), film)
+    assert stranger["allowed"] is False and stranger["reason"] == "film_unavailable"

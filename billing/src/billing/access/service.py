@@ -1,5 +1,6 @@
 """Access decisions (invariant 5): a user may watch a film exactly when a paid, unexpired period
-of a plan covering that film covers now; a film covered by no active plan is free."""
+of a plan covering that film covers now; a film covered by no active plan is free; a film the
+admin withdrew (inactive) is allowed to nobody."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.access.cache import AccessCache
 from billing.db import utcnow
-from billing.plans.models import Plan, PlanFilm
+from billing.plans.models import Film, Plan, PlanFilm
 from billing.subscriptions.models import PAID_STATUSES, Subscription
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str  # "subscription" | "free" | "no_subscription"
+    reason: str  # "subscription" | "free" | "no_subscription" | "film_unavailable"
     until: datetime | None
 
     def fields_json(self) -> bytes:
@@ -46,6 +47,10 @@ async def decide(
     *, session: AsyncSession, user_id: uuid.UUID, film_id: uuid.UUID, now: datetime
 ) -> Decision:
     """Decide from the database."""
+    film_active = await session.scalar(select(Film.active).where(Film.id == film_id))
+    if film_active is False:
+        # Withdrawn (deactivated or deleted in the admin): nobody watches it, paid or not.
+        return Decision(False, "film_unavailable", None)
     until = await session.scalar(
         select(func.max(Subscription.current_period_end))
         .join(Plan, Plan.id == Subscription.plan_id)
