@@ -7,7 +7,7 @@ PYTHON_VERSION ?= python3.11
 
 .DEFAULT_GOAL := help
 .PHONY: help install up down restart status demo test test-unit test-integration token lint format \
-	requirements report bench clean
+	requirements report chaos bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ report: install ## integration tests, then the Allure report as one file: var/al
 	@scripts/stack.sh datastores
 	rm -rf var/allure-results
 	@status=0; $(PYTEST) -q integration_tests || status=$$?; scripts/allure_report.sh; exit $$status
+
+# make chaos [SEED=n] [USERS=n]: the fault suite, then the chaos run (see README, "Faults and chaos")
+chaos: install ## fault suite, then 200 users under seeded random faults; ends with the chaos: line
+	@scripts/stack.sh datastores
+	$(PYTEST) -q integration_tests/tests/test_faults.py
+	@$(PY) scripts/chaos.py $(if $(SEED),--seed $(SEED)) $(if $(USERS),--users $(USERS))
 
 bench: install ## access-check benchmark against the running system (see bench/README.md)
 	@$(PY) bench/access_check.py

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration_tests.clients import (  # noqa: E402
@@ -65,6 +67,18 @@ def log(message: str) -> None:
 # --- users ---------------------------------------------------------------------------------------
 
 
+def patiently(call, attempts: int = 10):
+    """A person retries when the site does not answer (a service restarting, a cut connection)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except httpx.TransportError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt * 0.5)
+    raise AssertionError("unreachable")
+
+
 def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> None:
     """One user's life, every choice drawn from `Random(seed, index)`."""
     rng = random.Random(f"{seed}-{index}")
@@ -73,15 +87,17 @@ def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> N
     if rng.random() < 0.25:  # a double click on "buy"
         tally.count("actions", "double_click_buy")
         with ThreadPoolExecutor(2) as pool:
-            answers = list(pool.map(lambda _: user.buy(DEMO_PLAN_ID, key), range(2)))
+            answers = list(
+                pool.map(lambda _: patiently(lambda: user.buy(DEMO_PLAN_ID, key)), range(2))
+            )
     else:
-        answers = [user.buy(DEMO_PLAN_ID, key)]
+        answers = [patiently(lambda: user.buy(DEMO_PLAN_ID, key))]
     bought = next((a for a in answers if a.status_code in (200, 201)), None)
     for _ in range(5):  # the gateway or billing may have been down: the user tries again
         if bought is not None:
             break
         time.sleep(1)
-        answer = user.buy(DEMO_PLAN_ID, key)
+        answer = patiently(lambda: user.buy(DEMO_PLAN_ID, key))
         bought = answer if answer.status_code in (200, 201) else None
     if bought is None:
         tally.count("actions", "could_not_buy")
@@ -120,13 +136,18 @@ def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> N
     if result.status != "succeeded":
         return
     if rng.random() < 0.3:
-        seen = user.wait_for_payment(payment["id"], {"succeeded"}, timeout=20)
+        seen = patiently(lambda: user.wait_for_payment(payment["id"], {"succeeded"}, timeout=20))
         if seen["status"] != "succeeded":
             return
         clicks = 3 if rng.random() < 0.3 else 1
         tally.count("actions", f"refund_x{clicks}")
         with ThreadPoolExecutor(clicks) as pool:
-            list(pool.map(lambda i: user.refund(payment["id"], f"{key}-refund-{i}"), range(clicks)))
+            list(
+                pool.map(
+                    lambda i: patiently(lambda: user.refund(payment["id"], f"{key}-refund-{i}")),
+                    range(clicks),
+                )
+            )
 
 
 def play_user_safely(settings: StackSettings, seed: int, index: int, tally: Tally) -> None:
