@@ -329,3 +329,42 @@ async def test_admin_views(billing):
     other = await _admin_refund(billing, payment_id, key="adm", amount=2)
     assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
     assert await billing.table_counts() == before
+
+
+async def test_admin_refund_retried_after_a_crash_past_its_commit_refunds_once(
+    billing, monkeypatch
+):
+    """The refund commits before its Idempotency-Key's answer does. A crash between the two
+    (simulated: the hand-off to pay_api dies right after the commit) must not let the retry with
+    the same key reserve a second refund."""
+    from billing.refunds import service
+
+    user, _, purchase = await _paid(billing, price_amount=1000)
+    payment_id = purchase["payment"]["id"]
+    real_submit = service.submit
+    crashes = {"left": 1}
+
+    async def dies_once_after_the_commit(**kwargs):
+        if crashes["left"]:
+            crashes["left"] -= 1
+            raise ConnectionResetError("the process died after committing the refund")
+        return await real_submit(**kwargs)
+
+    monkeypatch.setattr(service, "submit", dies_once_after_the_commit)
+    with pytest.raises(ConnectionResetError):
+        await _admin_refund(billing, payment_id, key="one-click", amount=300, reason="late film")
+    retried = await _admin_refund(
+        billing, payment_id, key="one-click", amount=300, reason="late film"
+    )
+    assert retried.status_code == 201, retried.text
+
+    pid = uuid.UUID(payment_id)
+    assert await billing.count("refunds", "payment_id = :p", p=pid) == 1
+    assert await billing.scalar("SELECT refunded_amount FROM payments WHERE id = :p", p=pid) == 300
+    await billing.work()
+    sent = {
+        call.body["refund_id"]
+        for call in billing.fake.calls_to("POST", "/internal/v1/refunds")
+        if call.body["payment_id"] == payment_id
+    }
+    assert sent == {retried.json()["id"]}

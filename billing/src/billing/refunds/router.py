@@ -15,6 +15,9 @@ from billing.refunds import service
 from billing.refunds.models import Refund
 from billing.resources import Resources
 
+# Namespace of refund ids derived from idempotency keys (any fixed UUID; never change it).
+REFUND_ID_NAMESPACE = uuid.UUID("6d0f3c8e-5a1b-4f3e-9a57-2b8c1e4d7f60")
+
 
 async def refund_and_answer(
     *,
@@ -32,10 +35,20 @@ async def refund_and_answer(
     end_subscription: bool,
     now: datetime,
 ) -> JSONResponse:
-    """Reserve and commit a refund, send it to pay_api, answer 201 with it (idempotently)."""
+    """Reserve and commit a refund, send it to pay_api, answer 201 with it (idempotently).
+
+    The refund's id comes from the Idempotency-Key: the refund row commits before the key's answer
+    does, so after a crash between the two a retry with the same key must find that refund, not
+    reserve a second one."""
+    refund_id = (
+        uuid.uuid5(REFUND_ID_NAMESPACE, f"{owner}|{scope}|{idempotency_key}")
+        if idempotency_key
+        else None
+    )
 
     async def work() -> tuple[int, dict]:
         refund = await service.reserve(
+            refund_id=refund_id,
             session=session,
             payment_id=payment_id,
             user_id=user_id,
@@ -45,10 +58,10 @@ async def refund_and_answer(
             end_subscription=end_subscription,
             now=now,
         )
-        refund_id = refund.id
+        reserved_id = refund.id
         await commit(session, resources.access_cache)
-        await service.submit(resources=resources, refund_id=refund_id, now=now)
-        refund = await session.get(Refund, refund_id, populate_existing=True)
+        await service.submit(resources=resources, refund_id=reserved_id, now=now)
+        refund = await session.get(Refund, reserved_id, populate_existing=True)
         return 201, RefundOut.model_validate(refund).model_dump(mode="json")
 
     status, body = await run_once(

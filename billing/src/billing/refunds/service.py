@@ -56,15 +56,25 @@ async def reserve(
     initiated_by: str,
     end_subscription: bool,
     now: datetime,
+    refund_id: uuid.UUID | None = None,
 ) -> Refund:
     """Write a pending refund under the payment's lock and reserve its amount; not committed.
 
     `user_id` set: the user's own full refund within the plan's refund window.
     `user_id` None: a manager's refund of `amount` (None = what is left), no window.
+    `refund_id` (derived from the request's Idempotency-Key): if that refund already exists, it is
+    the answer — a retry whose first attempt committed the refund but not its key reserves nothing
+    more (the primary key is the guard).
     """
     payment = await lock_payment(session, payment_id)
     if payment is None or (user_id is not None and payment.user_id != user_id):
         raise PaymentNotFound()
+    if refund_id is not None:
+        existing = await session.get(Refund, refund_id)
+        if existing is not None:
+            if existing.payment_id != payment.id:
+                raise PaymentNotFound()
+            return existing
     if payment.status == "refunded":
         raise PaymentAlreadyRefunded()
     if payment.status not in REFUNDABLE_STATUSES:
@@ -87,7 +97,7 @@ async def reserve(
             details={"remaining": remaining, "currency": payment.currency},
         )
     refund = Refund(
-        id=uuid.uuid4(),
+        id=refund_id or uuid.uuid4(),
         payment_id=payment.id,
         user_id=payment.user_id,
         amount=amount,
