@@ -15,6 +15,7 @@ from billing.errors import (
     SubscriptionNotCancelable,
     SubscriptionNotFound,
 )
+from billing.money import for_people
 from billing.outbox import commit, note_access_change
 from billing.payments import service as payments
 from billing.payments.models import Payment
@@ -189,8 +190,8 @@ async def _refunded_answer(session: AsyncSession, subscription: Subscription) ->
         refund_amount=Money(amount=refund.amount, currency=refund.currency) if refund else None,
         access_until=None,
         message=(
-            f"Canceled within the refund window: {refund.amount} {refund.currency.upper()} "
-            "(minor units) is being returned; access ended."
+            f"Canceled within the refund window: {for_people(refund.amount, refund.currency)} "
+            "is being returned; access ended."
             if refund
             else "This subscription was ended by a refund."
         ),

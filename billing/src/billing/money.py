@@ -1,0 +1,17 @@
+"""Amounts for people: billing stores integer minor units; messages show them in major units."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+# Currencies whose minor unit is not a hundredth (zero- and three-decimal ISO 4217 codes).
+MINOR_DIGITS = {
+    **dict.fromkeys("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(), 0),
+    **dict.fromkeys("bhd jod kwd omr tnd".split(), 3),
+}
+
+
+def for_people(amount: int, currency: str) -> str:
+    """for_people(999, "usd") → "9.99 USD"."""
+    digits = MINOR_DIGITS.get(currency.lower(), 2)
+    return f"{Decimal(amount).scaleb(-digits):,.{digits}f} {currency.upper()}"
