@@ -9,6 +9,14 @@ from the seed, which is printed first, so a failing run can be replayed (thread 
 Ends with exactly one summary line, each count measured:
 
     chaos: payments=N double_charges=0 over_refunds=0 stuck=0 stripe_mismatches=0 lost=0
+
+payments: billing's payments. double_charges: payments with two successful charges at Stripe, plus
+extra payments of one user and plan that Stripe charged and did not fully refund (each user buys
+the plan once here, so two such are one user-plan-period charged twice). over_refunds: Stripe
+refunded more than it charged, or billing counts more refunded than paid. stuck: not final in
+billing after settling. stripe_mismatches: any other disagreement `audit.problems` finds (billing
+paid but Stripe not, amounts refunded differing, an expired payment whose intent could still
+charge). lost: a payment Stripe holds an intent for (metadata.payment_id) that billing does not know.
 """
 
 from __future__ import annotations
