@@ -223,3 +223,43 @@ async def test_the_database_guards_the_invariants(billing):
         "INSERT INTO processed_events (event_id, object, payment_id, status, applied) SELECT event_id, object, payment_id, status, applied FROM processed_events WHERE payment_id = :p",
         p=payment_id,
     )
+
+
+async def test_processing_goes_back_to_pending_only_on_newer_news(billing):
+    """An asynchronous failure after `processing` reopens the payment (the user may pay again or
+    it expires); an event pay_api wrote before the one that made it processing changes nothing."""
+    user, _, purchase = await _bought(billing)
+    payment = purchase["payment"]
+    at = "2026-03-01T10:00:{:02d}+00:00".format
+    moved = await billing.event(payment, "processing", occurred_at=at(10))
+    assert moved.json() == {"applied": True}
+    # A decline of an earlier attempt, delivered late (pay_api retried it): ignored.
+    late = await billing.event(payment, "pending", failure_code="card_declined", occurred_at=at(5))
+    assert late.json() == {"applied": False}
+    assert (await billing.payment(user, payment["id"]))["status"] == "processing"
+    # The bank returned the debit after it was processing: pending again, with the reason.
+    failed = await billing.event(
+        payment,
+        "pending",
+        failure_code="insufficient_funds",
+        failure_message="Not enough money.",
+        occurred_at=at(20),
+    )
+    assert failed.json() == {"applied": True}
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["failure_code"], shown["failure_message"]) == (
+        "pending",
+        "insufficient_funds",
+        "Not enough money.",
+    )
+    # Paid with another card afterwards: as usual.
+    assert (await billing.event(payment, "processing", occurred_at=at(30))).json() == {
+        "applied": True
+    }
+    assert (await billing.event(payment, "succeeded", occurred_at=at(40))).json() == {
+        "applied": True
+    }
+    assert (await billing.event(payment, "pending", occurred_at=at(50))).json() == {
+        "applied": False
+    }
+    assert (await billing.payment(user, payment["id"]))["status"] == "succeeded"

@@ -198,3 +198,54 @@ async def test_the_worker_command_runs_one_pass(database_url, fake_pay_api):
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     assert b'"message": "worker stopped"' in output
+
+
+async def test_a_processing_payment_past_its_deadline_is_asked_to_cancel_but_not_expired(billing):
+    user, film, _, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    billing.fake.set_payment(payment_id, "processing")
+    assert (await billing.event(purchase["payment"], "processing")).json() == {"applied": True}
+    deadline = await _column(billing, "expires_at", payment_id)
+
+    def cancels():
+        return billing.fake.calls_to("POST", f"/internal/v1/payments/{payment_id}/cancel")
+
+    # Money is moving: pay_api answers processing; it stays open and is asked again on a back-off.
+    await billing.work(now=deadline + timedelta(seconds=1))
+    assert len(cancels()) == 1
+    assert await _column(billing, "status", payment_id) == "processing"
+    await billing.work(now=deadline + timedelta(seconds=1))
+    assert len(cancels()) == 1
+    due = await _column(billing, "next_check_at", payment_id)
+    await billing.work(now=due)
+    assert len(cancels()) == 2
+    assert await _column(billing, "status", payment_id) == "processing"
+
+    # Stripe's debit fails after processing: pay_api says pending; past the deadline the next
+    # pass cancels it at pay_api and it expires.
+    billing.fake.set_payment(payment_id, "pending", failure_code="insufficient_funds")
+    due = await _column(billing, "next_check_at", payment_id)
+    await billing.work(now=due)
+    assert billing.fake.payments[payment_id]["status"] == "canceled"
+    assert await _column(billing, "status", payment_id) == "expired"
+    assert (await billing.access(user, film))["allowed"] is False
+
+
+async def test_a_processing_payment_past_its_deadline_that_succeeds_is_recorded(billing):
+    user, film, _, purchase = await _pending(billing)
+    payment_id = purchase["payment"]["id"]
+    billing.fake.set_payment(payment_id, "processing")
+    await billing.event(purchase["payment"], "processing")
+    async with billing.resources.engine.begin() as conn:  # the deadline passes
+        await conn.execute(
+            text("UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = :p"),
+            {"p": uuid.UUID(payment_id)},
+        )
+    await _make_due(billing, payment_id)
+    await billing.work()
+    assert await _column(billing, "status", payment_id) == "processing"
+    billing.fake.set_payment(payment_id, "succeeded")
+    await _make_due(billing, payment_id)
+    await billing.work()
+    assert await _column(billing, "status", payment_id) == "succeeded"
+    assert (await billing.access(user, film))["allowed"] is True

@@ -228,3 +228,95 @@ def test_localstripe_webhooks_are_accepted(database_url, localstripe, billing, a
     finally:
         server.shutdown()
         live_app.extensions["pay_api.db"].dispose()
+
+
+def _outbox_for(db, payment_id) -> list[dict]:
+    with db.transaction() as session:
+        rows = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).all()
+        return [r.payload for r in rows if r.payload["payment_id"] == str(payment_id)]
+
+
+def test_an_async_failure_after_processing_sends_the_payment_back_to_pending(
+    client, db, api, declined_payment
+):
+    """processing → pending when Stripe's snapshot of the CURRENT attempt needs the user again;
+    a late snapshot about an earlier attempt is still ignored."""
+    from pay_api.payments.models import Payment
+
+    payment_id = declined_payment["payment_id"]
+    intent_id = declined_payment["stripe_payment_intent_id"]
+    with db.transaction() as session:
+        current_pm = session.get(Payment, uuid.UUID(payment_id)).payment_method_id
+    assert current_pm
+    processing = event("payment_intent.processing", intent(intent_id, "processing", pm=current_pm))
+    assert post(client, processing, signed(processing)).status_code == 200
+    assert api.get_payment(payment_id)["status"] == "processing"
+    # While money moves, the page does not start another attempt.
+    assert api.charge(payment_id, api.save_card(payment_id, "4242424242424242")).json == {
+        "status": "processing"
+    }
+
+    # An outdated failure of an earlier card changes nothing and tells billing nothing.
+    outbox_before = len(_outbox_for(db, payment_id))
+    stale = event(
+        "payment_intent.payment_failed",
+        intent(
+            intent_id,
+            "requires_payment_method",
+            pm="pm_an_earlier_card",
+            error={"code": "card_declined", "message": "declined"},
+        ),
+    )
+    assert post(client, stale, signed(stale)).status_code == 200
+    assert api.get_payment(payment_id)["status"] == "processing"
+    assert len(_outbox_for(db, payment_id)) == outbox_before
+
+    # The current attempt fails asynchronously (e.g. a bank debit returned): back to the user.
+    failed = event(
+        "payment_intent.payment_failed",
+        intent(
+            intent_id,
+            "requires_payment_method",
+            error={
+                "code": "insufficient_funds",
+                "message": "Not enough money.",
+                "payment_method": {"id": current_pm},
+            },
+        ),
+    )
+    assert post(client, failed, signed(failed)).status_code == 200
+    state = api.get_payment(payment_id)
+    assert (state["status"], state["failure_code"], state["failure_message"]) == (
+        "pending",
+        "insufficient_funds",
+        "Not enough money.",
+    )
+    last = _outbox_for(db, payment_id)[-1]
+    assert (last["status"], last["failure_code"]) == ("pending", "insufficient_funds")
+    # Pending again, the payment can be paid with another card.
+    assert api.pay(payment_id) == {"status": "succeeded"}
+
+
+def test_requires_confirmation_of_the_current_attempt_also_reopens_a_processing_payment(
+    client, db, declined_payment
+):
+    from pay_api.gateway import IntentState
+    from pay_api.payments import state
+    from pay_api.payments.models import Payment
+
+    payment_id = uuid.UUID(declined_payment["payment_id"])
+
+    def snapshot(status: str, pm: str | None) -> IntentState:
+        return IntentState.from_stripe(
+            intent(declined_payment["stripe_payment_intent_id"], status, pm=pm)
+        )
+
+    with db.transaction() as session:
+        payment = session.get(Payment, payment_id, with_for_update=True)
+        current_pm = payment.payment_method_id
+        assert state.apply_intent(session, payment, snapshot("processing", current_pm))
+        assert not state.apply_intent(session, payment, snapshot("requires_confirmation", "pm_old"))
+        assert not state.apply_intent(session, payment, snapshot("requires_action", current_pm))
+        assert payment.status == "processing"
+        assert state.apply_intent(session, payment, snapshot("requires_confirmation", current_pm))
+        assert payment.status == "pending"

@@ -4,7 +4,7 @@ insert of their id into the inbox, under the payment's row lock."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -98,6 +98,7 @@ async def apply_event(
             failure_code=event.failure_code,
             failure_message=event.failure_message,
             payment_intent_id=event.stripe_id,
+            reported_at=_aware(event.occurred_at),
         )
     else:
         if refund.submitted_at is None:
@@ -119,3 +120,10 @@ async def apply_event(
             .values(applied=True)
         )
     return moved
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """pay_api writes UTC; a timestamp without an offset is read as UTC."""
+    if moment is not None and moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment

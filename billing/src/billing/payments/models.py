@@ -75,6 +75,9 @@ class Payment(Base):
     stripe_payment_intent_id: Mapped[str | None] = mapped_column(Text)
     failure_code: Mapped[str | None] = mapped_column(Text)
     failure_message: Mapped[str | None] = mapped_column(Text)
+    # How recent the news was that made it `processing` (pay_api's `occurred_at` of the event, or
+    # when billing asked): only newer news may send it back to `pending` (see payments/state.py).
+    processing_reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Deadline: not paid by then → canceled at pay_api and `expired`.
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Worker bookkeeping: when to ask pay_api next, how often we asked, who works on it now.

@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
+from billing.db import utcnow
 from billing.errors import GatewayError, GatewayUnavailable, PaymentNotFound
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
@@ -109,8 +110,12 @@ async def apply_gateway_status(
     failure_message: str | None = None,
     payment_intent_id: str | None = None,
     by_reconciler: bool = False,
+    reported_at: datetime | None = None,
 ) -> bool:
-    """Apply a payment status reported by pay_api to a locked payment; True if it moved."""
+    """Apply a payment status reported by pay_api to a locked payment; True if it moved.
+
+    `reported_at`: when the report was current (an event's `occurred_at`, or when billing asked
+    pay_api); a report without it never sends a `processing` payment back to `pending`."""
     if status not in GATEWAY_PAYMENT_STATUSES:
         logger.warning("unknown payment status from pay_api", extra={"status": status})
         return False
@@ -127,7 +132,10 @@ async def apply_gateway_status(
         payment.failure_code, payment.failure_message = failure_code, failure_message
         payment.updated_at = now
         return False
-    if not may_move(payment.status, target, by_reconciler=by_reconciler):
+    newer_news = reported_at is not None and (
+        payment.processing_reported_at is None or reported_at > payment.processing_reported_at
+    )
+    if not may_move(payment.status, target, by_reconciler=by_reconciler, newer_news=newer_news):
         return False
     logger.info(
         "payment moved",
@@ -142,6 +150,9 @@ async def apply_gateway_status(
         payment.failure_code, payment.failure_message = failure_code, failure_message
     if target in UNPAID_FINAL_STATUSES:
         await _on_unpaid(session, payment=payment, now=now)
+    if target == "processing":
+        # Our own clock for news without a date: later than anything pay_api wrote before it.
+        payment.processing_reported_at = reported_at or utcnow()
     if target in ("pending", "processing"):
         schedule_check(payment, now=now, settings=settings, retry=False)
     return True

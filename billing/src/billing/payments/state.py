@@ -5,6 +5,9 @@
     unknown: the gateway's answer to a state-changing call was lost; only the reconciler leaves it.
 
 Moves go up the rank table only, so a late or repeated event never moves a payment backwards.
+One move down is real and allowed: `processing → pending`, when the attempt failed asynchronously
+at Stripe (or needs confirming again) and the user may pay again — but only on news newer than what
+moved it to `processing` (an event pay_api wrote later, or an answer billing asked for later).
 `succeeded` ranks above the unpaid finals on purpose: if Stripe charged after we gave up
 (a cancel that lost the race), the money was taken and billing must say so.
 The only downward moves are explicit: a failed refund restores `refunded → succeeded/partially`.
@@ -45,10 +48,16 @@ RANK = {
 }
 
 
-def may_move(current: str, new: str, *, by_reconciler: bool = False) -> bool:
-    """Whether a payment in `current` may move to `new`."""
+def may_move(
+    current: str, new: str, *, by_reconciler: bool = False, newer_news: bool = False
+) -> bool:
+    """Whether a payment in `current` may move to `new`.
+
+    `newer_news`: the report is known to be newer than the one that made it `processing`."""
     if current == new:
         return False
+    if current == "processing" and new == "pending":
+        return newer_news
     if current == "unknown":
         return by_reconciler and new != "created"
     if new == "unknown":

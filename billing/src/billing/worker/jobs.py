@@ -11,7 +11,7 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db import utcnow
@@ -98,11 +98,18 @@ async def register_created(resources: Resources, now: datetime) -> int:
 
 async def expire_payments(resources: Resources, now: datetime) -> int:
     """(c) Payments past their deadline: cancel at pay_api (so they can never be charged later),
-    then `expired` — or `succeeded` if Stripe charged first."""
+    then `expired` — or `succeeded` if Stripe charged first.
+
+    A `processing` payment past its deadline is asked too (on the reconciler's back-off): pay_api
+    cancels it if Stripe still can, else answers `processing`/`succeeded` while money moves, and
+    then it stays open and keeps being reconciled — never `expired` with money on its way."""
     ids = await _claim(
         resources,
         Payment,
-        Payment.status.in_(("created", "pending")),
+        or_(
+            Payment.status.in_(("created", "pending")),
+            and_(Payment.status == "processing", Payment.next_check_at <= now),
+        ),
         Payment.expires_at <= now,
         now=now,
     )
@@ -115,6 +122,7 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
     settings = resources.settings
     answer: dict | None = None
     lost = False
+    asked_at = utcnow()
     try:
         answer = await resources.pay_api.cancel_payment(str(payment_id))
         found = answer is not None
@@ -149,7 +157,11 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
                 settings=settings,
                 failure_code=answer.get("failure_code"),
                 failure_message=answer.get("failure_message"),
+                reported_at=asked_at,
             )
+        if payment.status == "processing":
+            # Money is moving (or we could not tell): keep it open, ask again on the back-off.
+            schedule_check(payment, now=now, settings=settings, retry=True)
         await commit(session, resources.access_cache)
 
 
@@ -169,6 +181,7 @@ async def reconcile_payments(resources: Resources, now: datetime) -> int:
 
 async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
     settings = resources.settings
+    asked_at = utcnow()
     try:
         answer = await resources.pay_api.get_payment(str(payment_id))
         failed = False
@@ -189,6 +202,7 @@ async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: d
                 failure_message=answer.get("failure_message"),
                 payment_intent_id=answer.get("stripe_payment_intent_id"),
                 by_reconciler=True,
+                reported_at=asked_at,
             )
         elif not failed and payment.status == "unknown":
             # pay_api never had it: nothing can be charged.

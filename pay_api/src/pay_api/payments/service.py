@@ -134,9 +134,11 @@ def refresh_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) ->
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.stripe_payment_intent_id is None:
         return payment  # no intent: Stripe knows nothing that we do not
-    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
     with db.transaction() as session:
+        # Asked under the row lock (as `charge` confirms under it): the snapshot cannot predate a
+        # confirmation applied meanwhile, which matters since processing may go back to pending.
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
         state.apply_intent(session, payment, intent)
         return payment
 
@@ -276,9 +278,9 @@ def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnsw
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.stripe_payment_intent_id is None:
         return ChargeAnswer("pending") if not payment.is_final else _answer_closed(payment)
-    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
     with db.transaction() as session:
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)  # see refresh
         state.apply_intent(session, payment, intent)
         return _answer(payment, intent)
 

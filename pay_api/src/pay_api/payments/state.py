@@ -1,9 +1,12 @@
 """The payment state machine: every answer from Stripe (confirm, sync, refresh, webhook) goes
 through `apply_intent`, so the rules are the same whoever brings the news.
 
-Rules: a final status (succeeded, canceled, failed) never changes; `processing` never goes back to
-`pending`; a snapshot about an earlier attempt (another payment method than the current one) does
-not overwrite the current attempt's details.
+Rules: a final status (succeeded, canceled, failed) never changes; a snapshot about an earlier
+attempt (another payment method than the current one) does not overwrite the current attempt's
+details. Statuses only go up, with one exception: `processing` goes back to `pending` when Stripe
+says the CURRENT attempt needs the user again (`requires_payment_method` after an asynchronous
+failure, or `requires_confirmation`), so the payment can be retried or expire instead of staying
+open forever.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pay_api.gateway import IntentState
 from pay_api.payments.models import FINAL_PAYMENT_STATUSES, Payment
 
 _RANK = {"pending": 0, "processing": 1, "succeeded": 2, "canceled": 2, "failed": 2}
+# Stripe's statuses that send a processing payment back to the user (see `_back_to_the_user`).
+_NEEDS_THE_USER_AGAIN = frozenset({"requires_payment_method", "requires_confirmation"})
 # Stripe cancels an intent itself after too many failed confirmations: for us it failed.
 _STRIPE_GAVE_UP = frozenset({"automatic", "failed_invoice", "void_invoice"})
 
@@ -43,8 +48,11 @@ def apply_intent(session: Session, payment: Payment, intent: IntentState) -> boo
 
     moves = (
         payment.status not in FINAL_PAYMENT_STATUSES
-        and _RANK[new_status] >= _RANK[payment.status]
         and not _about_an_earlier_attempt(payment, intent, new_status)
+        and (
+            _RANK[new_status] >= _RANK[payment.status]
+            or _back_to_the_user(payment, intent, new_status)
+        )
     )
     if moves:
         payment.status = new_status
@@ -71,6 +79,21 @@ def _about_an_earlier_attempt(payment: Payment, intent: IntentState, new_status:
         intent.payment_method_id
         and payment.payment_method_id
         and intent.payment_method_id != payment.payment_method_id
+    )
+
+
+def _back_to_the_user(payment: Payment, intent: IntentState, new_status: str) -> bool:
+    """processing → pending: the current attempt failed (or stopped) after it was processing.
+
+    Only for a snapshot made with the current attempt's payment method: a late event about an
+    earlier attempt is ignored (`_about_an_earlier_attempt` already refused another method; here a
+    snapshot that names no method is not trusted either)."""
+    return (
+        payment.status == "processing"
+        and new_status == "pending"
+        and intent.status in _NEEDS_THE_USER_AGAIN
+        and intent.payment_method_id is not None
+        and intent.payment_method_id == payment.payment_method_id
     )
 
 
