@@ -94,7 +94,7 @@ class BillingInternalClient:
     def refund(
         self,
         payment_id: str,
-        amount: int,
+        amount: int | None,
         reason: str,
         end_subscription: bool,
         idempotency_key: str | None = None,

@@ -29,11 +29,12 @@ from integration_tests.scenario import DEMO_PLAN_ID
 
 
 class Faults:
-    def __init__(self, settings: StackSettings):
+    def __init__(self, settings: StackSettings, on_exchange=None):
         self.settings = settings
+        self.on_exchange = on_exchange  # attaches each HTTP exchange to the report
         self.failpoints = Path(settings["PAY_API_FAILPOINTS_DIR"])
         self.stripe = StripeSide(settings)
-        self.billing_admin = BillingInternalClient(settings, "admin")
+        self.billing_admin = BillingInternalClient(settings, "admin", on_exchange=on_exchange)
 
     # --- processes ---------------------------------------------------------------------------
 
@@ -151,14 +152,14 @@ class Faults:
 
     # --- a user ------------------------------------------------------------------------------
 
-    def bought(self, on_exchange=None) -> tuple[BillingClient, dict[str, Any]]:
-        user = BillingClient(self.settings, on_exchange=on_exchange)
+    def bought(self) -> tuple[BillingClient, dict[str, Any]]:
+        user = BillingClient(self.settings, on_exchange=self.on_exchange)
         response = user.buy(DEMO_PLAN_ID)
         assert response.status_code == 201, response.text
         return user, response.json()["payment"]
 
-    def paid(self, on_exchange=None) -> tuple[BillingClient, dict[str, Any]]:
-        user, payment = self.bought(on_exchange)
+    def paid(self) -> tuple[BillingClient, dict[str, Any]]:
+        user, payment = self.bought()
         result = PaymentPage(self.settings, payment["payment_url"]).pay(CARD_OK)
         assert result.status == "succeeded", result.body
         assert user.wait_for_payment(payment["id"], {"succeeded"})["status"] == "succeeded"

@@ -27,8 +27,8 @@ FAILPOINTS = ("charge.before_confirm", "charge.after_confirm", "outbox.after_com
 
 
 @pytest.fixture
-def faults(stack, fault_proxy):
-    tools = Faults(stack)
+def faults(stack, fault_proxy, on_exchange):
+    tools = Faults(stack, on_exchange=on_exchange)
     yield tools
     tools.disarm_all()
     fault_proxy.clear()
