@@ -16,7 +16,7 @@ $(PY):
 	$(PYTHON_VERSION) -m venv $(VENV) || python3 -m venv $(VENV)
 
 $(VENV)/.installed: $(PY) requirements.txt billing/pyproject.toml pay_api/pyproject.toml etl/pyproject.toml
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e billing -e pay_api -e etl
 	touch $@
