@@ -162,3 +162,61 @@ def test_refund_events_from_real_stripe_apply(client, db, api, paid):
     assert (
         client.get(f"/internal/v1/refunds/{refund_id}", headers=auth()).json["status"] == "failed"
     )
+
+
+def test_a_succeeded_refund_that_fails_later_reaches_billing(client, db, api, paid):
+    """Real Stripe: the bank returns a refund after it succeeded (`refund.updated`, failed)."""
+    from .test_webhooks import _outbox_for, event, post, signed
+
+    payment_id = paid["payment_id"]
+    refund_id = uuid.uuid4()
+    made = refund(client, payment_id, 400, refund_id).json
+    assert made["status"] == "succeeded"
+    # Refunded 300 more in Stripe's Dashboard: Stripe's total is 700.
+    charge = {
+        "id": "ch_x",
+        "object": "charge",
+        "payment_intent": paid["stripe_payment_intent_id"],
+        "amount": 1000,
+        "amount_refunded": 700,
+    }
+    outside = event("charge.refunded", charge)
+    assert post(client, outside, signed(outside)).status_code == 200
+    assert api.get_payment(payment_id)["amount_refunded"] == 700
+
+    obj = {
+        "id": made["stripe_refund_id"],
+        "object": "refund",
+        "amount": 400,
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "payment_intent": paid["stripe_payment_intent_id"],
+        "metadata": {"refund_id": str(refund_id)},
+    }
+    failed = event("refund.updated", obj)
+    assert post(client, failed, signed(failed)).status_code == 200
+    fetched = client.get(f"/internal/v1/refunds/{refund_id}", headers=auth()).json
+    assert fetched["status"] == "failed"
+    # Only our 400 came back: the 300 refunded outside is still refunded.
+    assert api.get_payment(payment_id)["amount_refunded"] == 300
+    last = _outbox_for(db, payment_id)[-1]
+    assert {k: last[k] for k in ("object", "refund_id", "status", "amount", "failure_code")} == {
+        "object": "refund",
+        "refund_id": str(refund_id),
+        "status": "failed",
+        "amount": 400,
+        "failure_code": "expired_or_canceled_card",
+    }
+    assert last["amount_refunded"] == 300
+
+    # Repeated or late news changes nothing more: failed is final.
+    outbox_before = len(_outbox_for(db, payment_id))
+    for status in ("failed", "succeeded", "pending"):
+        late = event("refund.updated", {**obj, "status": status})
+        assert post(client, late, signed(late)).status_code == 200
+    assert (
+        fetched["status"]
+        == client.get(f"/internal/v1/refunds/{refund_id}", headers=auth()).json["status"]
+    )
+    assert len(_outbox_for(db, payment_id)) == outbox_before
+    assert api.get_payment(payment_id)["amount_refunded"] == 300

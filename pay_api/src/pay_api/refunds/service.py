@@ -152,23 +152,39 @@ def find_refund(*, db: Database, refund_id: uuid.UUID) -> Refund:
 def apply_refund(
     session: Session, refund: Refund, state: RefundState, *, payment: Payment | None = None
 ) -> bool:
-    """Monotonic: pending → succeeded | failed | canceled; a final refund never changes."""
+    """Monotonic: pending → succeeded | failed | canceled, and succeeded → failed | canceled (the
+    bank returned the money to us after all: Stripe's `refund.failed`); nothing else changes."""
     if payment is None:
         payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
     changed = False
+    returned = 0  # a succeeded refund that came back: no longer in Stripe's refunded total
     if refund.stripe_refund_id is None:
         refund.stripe_refund_id = state.id
         changed = True
     new_status = _STRIPE_TO_OURS.get(state.status, "pending")
-    if refund.status not in FINAL_REFUND_STATUSES and new_status != refund.status:
+    if _may_move(refund.status, new_status):
+        if refund.status == "succeeded":
+            returned = refund.amount
+            log.warning(
+                "a succeeded refund failed later",
+                extra={"refund_id": str(refund.id), "status": new_status},
+            )
         refund.status = new_status
         refund.failure_reason = state.failure_reason if new_status == "failed" else None
         changed = True
     if changed:
         session.flush()
-        _recount_refunded(session, payment)
+        _recount_refunded(session, payment, returned=returned)
         outbox.add_refund_event(session, refund, payment)
     return changed
+
+
+def _may_move(current: str, new: str) -> bool:
+    if current == new:
+        return False
+    if current == "succeeded":
+        return new in ("failed", "canceled")
+    return current not in FINAL_REFUND_STATUSES
 
 
 def apply_charge_refunded(session: Session, payment: Payment, amount_refunded: int) -> bool:
@@ -194,13 +210,24 @@ def find_by_stripe(session: Session, state: RefundState) -> Refund | None:
     return refund
 
 
-def _recount_refunded(session: Session, payment: Payment) -> None:
-    succeeded = session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.status == "succeeded"
+def _recount_refunded(session: Session, payment: Payment, *, returned: int = 0) -> None:
+    """The payment's refunded total after one of its refunds moved.
+
+    `amount_refunded` is Stripe's total as we know it: our succeeded refunds plus refunds made
+    outside pay_api (Dashboard), which only Stripe's `charge.refunded`/intent tell us about. A new
+    succeeded refund may already be in it (Stripe's event came first): never counted twice. A
+    succeeded refund that failed later (`returned`) leaves it: the outside part is kept."""
+    succeeded = int(
+        session.scalar(
+            select(func.coalesce(func.sum(Refund.amount), 0)).where(
+                Refund.payment_id == payment.id, Refund.status == "succeeded"
+            )
         )
+        or 0
     )
-    payment.amount_refunded = min(payment.amount, max(payment.amount_refunded, int(succeeded or 0)))
+    payment.amount_refunded = min(
+        payment.amount, max(succeeded, payment.amount_refunded - returned)
+    )
 
 
 def _get(session: Session, refund_id: uuid.UUID, *, lock: bool = False) -> Refund:
