@@ -220,3 +220,37 @@ def test_a_succeeded_refund_that_fails_later_reaches_billing(client, db, api, pa
     )
     assert len(_outbox_for(db, payment_id)) == outbox_before
     assert api.get_payment(payment_id)["amount_refunded"] == 300
+
+
+def test_the_cap_counts_refunds_made_outside_and_our_open_ones(client, db, api, paid):
+    """Stripe's total (with a Dashboard refund) plus our pending refunds, not the larger of the two."""
+    from .test_webhooks import event, post, signed
+
+    payment_id = paid["payment_id"]
+    charge = {
+        "id": "ch_x",
+        "object": "charge",
+        "payment_intent": paid["stripe_payment_intent_id"],
+        "amount": 1000,
+        "amount_refunded": 600,
+    }
+    outside = event("charge.refunded", charge)  # 600 refunded in the Dashboard
+    assert post(client, outside, signed(outside)).status_code == 200
+    with db.transaction() as session:  # ours, on its way (not at Stripe yet)
+        session.add(
+            Refund(
+                id=uuid.uuid4(),
+                payment_id=uuid.UUID(payment_id),
+                amount=200,
+                currency="usd",
+                status="pending",
+            )
+        )
+    too_much = refund(client, payment_id, 201)
+    assert too_much.status_code == 409
+    assert too_much.json["code"] == "refund_exceeds_remaining"
+    assert too_much.json["details"] == {"remaining": 200, "currency": "usd"}
+    assert api.stripe_refunds(paid["stripe_payment_intent_id"]) == []
+    assert refund(client, payment_id, 200).status_code == 201
+    assert api.get_payment(payment_id)["amount_refunded"] == 800  # 600 outside + our 200
+    assert refund(client, payment_id, 1).json["code"] == "refund_exceeds_remaining"

@@ -50,7 +50,10 @@ class Payment(TimestampMixin, Base):
     confirm_attempts: Mapped[int] = mapped_column(Integer, default=0)
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(Text)
+    # Stripe's refunded total as we know it: our succeeded refunds + `refunded_outside`.
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Refunded outside pay_api (Stripe's Dashboard): see refunds/totals.py.
+    refunded_outside: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     @property
     def is_final(self) -> bool:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from pay_api import outbox
 from pay_api.gateway import IntentState
 from pay_api.payments.models import FINAL_PAYMENT_STATUSES, Payment
+from pay_api.refunds import totals
 
 _RANK = {"pending": 0, "processing": 1, "succeeded": 2, "canceled": 2, "failed": 2}
 # Stripe's statuses that send a processing payment back to the user (see `_back_to_the_user`).
@@ -43,8 +44,8 @@ def apply_intent(session: Session, payment: Payment, intent: IntentState) -> boo
     before_refunded = payment.amount_refunded
     new_status = status_for(intent)
 
-    if intent.amount_refunded is not None and intent.amount_refunded > payment.amount_refunded:
-        payment.amount_refunded = min(intent.amount_refunded, payment.amount)
+    if intent.amount_refunded is not None:
+        totals.apply_stripe_total(session, payment, intent.amount_refunded)
 
     moves = (
         payment.status not in FINAL_PAYMENT_STATUSES

@@ -26,6 +26,7 @@ from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, RefundState
 from pay_api.payments.models import Payment
 from pay_api.payments.service import get_payment
+from pay_api.refunds import totals
 from pay_api.refunds.models import FINAL_REFUND_STATUSES, OPEN_OR_DONE_REFUND_STATUSES, Refund
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,18 @@ _STRIPE_TO_OURS = {
 
 
 def committed_refunds(session: Session, payment: Payment) -> int:
-    """Money already returned or on its way back for this payment."""
-    stored = session.scalar(
-        select(func.coalesce(func.sum(Refund.amount), 0)).where(
-            Refund.payment_id == payment.id, Refund.status.in_(OPEN_OR_DONE_REFUND_STATUSES)
-        )
+    """Money already returned or on its way back for this payment: our open (pending) refunds
+    plus what is refunded — Stripe's total (it includes our succeeded refunds and any made
+    outside pay_api) when we know it, else our own succeeded refunds."""
+    sums = dict(
+        session.execute(
+            select(Refund.status, func.coalesce(func.sum(Refund.amount), 0))
+            .where(Refund.payment_id == payment.id, Refund.status.in_(OPEN_OR_DONE_REFUND_STATUSES))
+            .group_by(Refund.status)
+        ).all()
     )
-    return max(int(stored or 0), payment.amount_refunded)
+    pending, succeeded = int(sums.get("pending", 0)), int(sums.get("succeeded", 0))
+    return pending + max(payment.amount_refunded, succeeded + payment.refunded_outside)
 
 
 def create_refund(
@@ -157,14 +163,12 @@ def apply_refund(
     if payment is None:
         payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
     changed = False
-    returned = 0  # a succeeded refund that came back: no longer in Stripe's refunded total
     if refund.stripe_refund_id is None:
         refund.stripe_refund_id = state.id
         changed = True
     new_status = _STRIPE_TO_OURS.get(state.status, "pending")
     if _may_move(refund.status, new_status):
         if refund.status == "succeeded":
-            returned = refund.amount
             log.warning(
                 "a succeeded refund failed later",
                 extra={"refund_id": str(refund.id), "status": new_status},
@@ -174,7 +178,7 @@ def apply_refund(
         changed = True
     if changed:
         session.flush()
-        _recount_refunded(session, payment, returned=returned)
+        totals.recount(session, payment)
         outbox.add_refund_event(session, refund, payment)
     return changed
 
@@ -188,11 +192,9 @@ def _may_move(current: str, new: str) -> bool:
 
 
 def apply_charge_refunded(session: Session, payment: Payment, amount_refunded: int) -> bool:
-    """Stripe's total refunded on the charge (charge.refunded), never lowered."""
-    amount_refunded = min(amount_refunded, payment.amount)
-    if amount_refunded <= payment.amount_refunded:
+    """Stripe's total refunded on the charge (charge.refunded): see `totals`."""
+    if not totals.apply_stripe_total(session, payment, amount_refunded):
         return False
-    payment.amount_refunded = amount_refunded
     outbox.add_payment_event(session, payment)
     return True
 
@@ -208,26 +210,6 @@ def find_by_stripe(session: Session, state: RefundState) -> Refund | None:
         except ValueError:
             return None
     return refund
-
-
-def _recount_refunded(session: Session, payment: Payment, *, returned: int = 0) -> None:
-    """The payment's refunded total after one of its refunds moved.
-
-    `amount_refunded` is Stripe's total as we know it: our succeeded refunds plus refunds made
-    outside pay_api (Dashboard), which only Stripe's `charge.refunded`/intent tell us about. A new
-    succeeded refund may already be in it (Stripe's event came first): never counted twice. A
-    succeeded refund that failed later (`returned`) leaves it: the outside part is kept."""
-    succeeded = int(
-        session.scalar(
-            select(func.coalesce(func.sum(Refund.amount), 0)).where(
-                Refund.payment_id == payment.id, Refund.status == "succeeded"
-            )
-        )
-        or 0
-    )
-    payment.amount_refunded = min(
-        payment.amount, max(succeeded, payment.amount_refunded - returned)
-    )
 
 
 def _get(session: Session, refund_id: uuid.UUID, *, lock: bool = False) -> Refund:
