@@ -100,7 +100,7 @@ class Scenario:
         )
 
     def pay(self) -> str:
-        page = PaymentPage(self.settings, self.payment["payment_url"])
+        page = PaymentPage(self.settings, self.payment["payment_url"], self.on_exchange)
         opened = page.open()
         expect(opened.status_code == 200, f"the payment page answered {opened.status_code}")
         result = page.pay(CARD_OK)

@@ -24,10 +24,11 @@ class PaymentResult:
 
 
 class PaymentPage:
-    def __init__(self, settings: StackSettings, payment_url: str):
+    def __init__(self, settings: StackSettings, payment_url: str, on_exchange=None):
         self.payment_url = payment_url.rstrip("/")
-        self.stripe = httpx.Client(base_url=settings.stripe_js_base, timeout=15)
-        self.page = httpx.Client(timeout=30)
+        hooks = {"response": [lambda r: (r.read(), on_exchange(r))]} if on_exchange else {}
+        self.stripe = httpx.Client(base_url=settings.stripe_js_base, timeout=15, event_hooks=hooks)
+        self.page = httpx.Client(timeout=30, event_hooks=hooks)
 
     def open(self) -> httpx.Response:
         """GET the page, as the browser does when the user follows the link."""

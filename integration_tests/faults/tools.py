@@ -160,7 +160,7 @@ class Faults:
 
     def paid(self) -> tuple[BillingClient, dict[str, Any]]:
         user, payment = self.bought()
-        result = PaymentPage(self.settings, payment["payment_url"]).pay(CARD_OK)
+        result = PaymentPage(self.settings, payment["payment_url"], self.on_exchange).pay(CARD_OK)
         assert result.status == "succeeded", result.body
         assert user.wait_for_payment(payment["id"], {"succeeded"})["status"] == "succeeded"
         return user, payment
