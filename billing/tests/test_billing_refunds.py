@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 from conftest import as_service, as_user
+from sqlalchemy import text
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -368,3 +369,132 @@ async def test_admin_refund_retried_after_a_crash_past_its_commit_refunds_once(
         if call.body["payment_id"] == payment_id
     }
     assert sent == {retried.json()["id"]}
+
+
+async def _refund_rows(billing, payment_id):
+    async with billing.resources.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT amount, status, reason, initiated_by FROM refunds"
+                " WHERE payment_id = :p ORDER BY created_at"
+            ),
+            {"p": uuid.UUID(payment_id)},
+        )
+        return [tuple(r) for r in rows]
+
+
+async def _ledger(billing, payment_id):
+    return await billing.scalar(
+        "SELECT string_agg(kind || ':' || amount, ',' ORDER BY id) FROM ledger_entries"
+        " WHERE payment_id = :p",
+        p=uuid.UUID(payment_id),
+    )
+
+
+async def test_a_full_refund_made_in_stripes_dashboard_is_recorded_once(billing):
+    user, film, purchase = await _paid(billing, price_amount=1000)
+    payment = purchase["payment"]
+    assert (await billing.access(user, film))["allowed"] is True  # cached now
+    answer = await billing.event(payment, "succeeded", amount_refunded=1000)
+    assert answer.json() == {"applied": True}
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("refunded", 1000)
+    assert await _refund_rows(billing, payment["id"]) == [
+        (1000, "succeeded", "refunded outside billing", "stripe")
+    ]
+    assert await _ledger(billing, payment["id"]) == "charge:1000,refund:1000"
+    sub = await billing.scalar(
+        "SELECT status FROM subscriptions WHERE id = :s",
+        s=uuid.UUID(purchase["subscription"]["id"]),
+    )
+    assert sub == "refunded"
+    assert (await billing.access(user, film))["allowed"] is False
+    # The same news again (another event) changes nothing.
+    before = await billing.table_counts()
+    again = await billing.event(payment, "succeeded", amount_refunded=1000)
+    assert again.json() == {"applied": False}
+    assert (await billing.table_counts())["refunds"] == before["refunds"]
+    assert await _ledger(billing, payment["id"]) == "charge:1000,refund:1000"
+
+
+async def test_a_partial_outside_refund_adds_to_billings_own_and_never_exceeds_the_charge(billing):
+    user, film, purchase = await _paid(billing, price_amount=1000)
+    payment = purchase["payment"]
+    billing.fake.refund_status = "succeeded"
+    ours = await _admin_refund(billing, payment["id"], amount=300, reason="late stream")
+    assert ours.json()["status"] == "succeeded"
+    # Stripe's total counts ours (300) and 200 refunded in the Dashboard.
+    assert (await billing.event(payment, "succeeded", amount_refunded=500)).json() == {
+        "applied": True
+    }
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("partially_refunded", 500)
+    assert await _refund_rows(billing, payment["id"]) == [
+        (300, "succeeded", "late stream", "admin"),
+        (200, "succeeded", "refunded outside billing", "stripe"),
+    ]
+    assert (await billing.access(user, film))["allowed"] is True  # a partial refund keeps it
+    assert (await billing.event(payment, "succeeded", amount_refunded=500)).json() == {
+        "applied": False
+    }
+    # A total above the charge is read as the whole charge.
+    assert (await billing.event(payment, "succeeded", amount_refunded=5000)).json() == {
+        "applied": True
+    }
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("refunded", 1000)
+    assert await _ledger(billing, payment["id"]) == "charge:1000,refund:300,refund:200,refund:500"
+    assert (await billing.access(user, film))["allowed"] is False
+
+
+async def test_stripes_total_counting_our_pending_refund_records_nothing_more(billing):
+    user, _, purchase = await _paid(billing, price_amount=1000)
+    payment = purchase["payment"]
+    pending = (await _admin_refund(billing, payment["id"], amount=400, reason="x")).json()
+    assert pending["status"] == "pending"  # at Stripe already (pay_api gave its id), not final
+    assert (await billing.event(payment, "succeeded", amount_refunded=400)).json() == {
+        "applied": False
+    }
+    assert len(await _refund_rows(billing, payment["id"])) == 1
+    # Its success later: 400 refunded, not 800.
+    assert (await billing.refund_event(pending, "succeeded")).json() == {"applied": True}
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("partially_refunded", 400)
+
+
+async def test_the_reconciler_records_an_outside_refund_too(billing):
+    plan_id = await billing.put_plan(price_amount=1000)
+    user = uuid.uuid4()
+    payment = (await billing.buy(user, plan_id)).json()["payment"]
+    billing.fake.set_payment(payment["id"], "succeeded", amount_refunded=250)  # webhooks lost
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE payments SET next_check_at = now() - interval '1 second' WHERE id = :p"),
+            {"p": uuid.UUID(payment["id"])},
+        )
+    await billing.work()
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("partially_refunded", 250)
+    assert await _ledger(billing, payment["id"]) == "charge:1000,refund:250"
+
+
+async def test_a_total_reported_before_our_refund_failed_records_no_phantom_refund(billing):
+    user, _, purchase = await _paid(billing, price_amount=1000)
+    payment = purchase["payment"]
+    ours = (await _admin_refund(billing, payment["id"], amount=400, reason="x")).json()
+    assert (await billing.refund_event(ours, "succeeded")).json() == {"applied": True}
+    assert (await billing.refund_event(ours, "failed")).json() == {"applied": True}
+    # pay_api's payment event written while our 400 still counted, delivered late.
+    stale = await billing.event(
+        payment, "succeeded", amount_refunded=400, occurred_at="2026-01-01T00:00:00+00:00"
+    )
+    assert stale.json() == {"applied": False}
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("succeeded", 0)
+    # A fresh total (100 refunded in the Dashboard since) is recorded.
+    fresh = await billing.event(
+        payment, "succeeded", amount_refunded=100, occurred_at=datetime.now(UTC).isoformat()
+    )
+    assert fresh.json() == {"applied": True}
+    shown = await billing.payment(user, payment["id"])
+    assert (shown["status"], shown["refunded_amount"]) == ("partially_refunded", 100)

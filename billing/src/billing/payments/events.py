@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.config import Settings
 from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
 from billing.payments.models import ProcessedEvent
+from billing.payments.outside import record_refunded_outside
 from billing.payments.service import apply_gateway_status, lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
 from billing.refunds.models import REFUND_STATUSES
@@ -100,6 +101,16 @@ async def apply_event(
             payment_intent_id=event.stripe_id,
             reported_at=_aware(event.occurred_at),
         )
+        # Refunds made outside billing show only in Stripe's refunded total.
+        recorded = await record_refunded_outside(
+            session,
+            payment=payment,
+            amount_refunded=event.amount_refunded,
+            now=now,
+            settings=settings,
+            reported_at=_aware(event.occurred_at),
+        )
+        moved = moved or recorded
     else:
         if refund.submitted_at is None:
             refund.submitted_at = now  # pay_api has it, whatever our call's fate was

@@ -23,6 +23,7 @@ from billing.outbox import (
 )
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
+from billing.payments.outside import record_refunded_outside
 from billing.payments.service import (
     apply_gateway_status,
     lock_payment,
@@ -159,6 +160,14 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
                 failure_message=answer.get("failure_message"),
                 reported_at=asked_at,
             )
+            await record_refunded_outside(
+                session,
+                payment=payment,
+                amount_refunded=answer.get("amount_refunded"),
+                now=now,
+                settings=settings,
+                reported_at=asked_at,
+            )
         if payment.status == "processing":
             # Money is moving (or we could not tell): keep it open, ask again on the back-off.
             schedule_check(payment, now=now, settings=settings, retry=True)
@@ -204,6 +213,15 @@ async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: d
                 by_reconciler=True,
                 reported_at=asked_at,
             )
+            recorded = await record_refunded_outside(
+                session,
+                payment=payment,
+                amount_refunded=answer.get("amount_refunded"),
+                now=now,
+                settings=settings,
+                reported_at=asked_at,
+            )
+            moved = moved or recorded
         elif not failed and payment.status == "unknown":
             # pay_api never had it: nothing can be charged.
             moved = await apply_gateway_status(
