@@ -29,7 +29,7 @@ class Refund(Base):
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'canceled')", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
-        CheckConstraint("initiated_by IN ('user', 'admin')", name="initiated_by"),
+        CheckConstraint("initiated_by IN ('user', 'admin', 'stripe')", name="initiated_by"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
