@@ -18,7 +18,12 @@ from integration_tests.clients import StackSettings
 from integration_tests.clients.stack import ROOT
 from integration_tests.faults.own_stack import own_stack, stack_env
 
-TEST_STACK = stack_env(port_base=28000, name="it", redis_db=9)
+# IT_PORT_BASE / IT_NAME let two checkouts (or two people) run the suite side by side.
+TEST_STACK = stack_env(
+    port_base=int(os.environ.get("IT_PORT_BASE", "28000")),
+    name=os.environ.get("IT_NAME", "it"),
+    redis_db=int(os.environ.get("IT_REDIS_DB", "9")),
+)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -211,6 +211,38 @@ def test_out_of_order_events(stack, faults):
         assert faults.settle_and_audit(payment["id"]) == []
 
 
+@allure.title("A refund's news before the success's: the end state is still Stripe's")
+def test_refund_news_before_success_news(stack, faults):
+    faults.lose_webhooks()
+    user, payment = faults.bought()
+    with allure.step("billing's reconciler stopped; pay_api dies right after Stripe charged"):
+        faults.stack("stop", "billing-worker")
+        faults.arm("charge.after_confirm")
+        PaymentPage(stack, payment["payment_url"]).pay(CARD_OK)
+    try:
+        at_stripe = faults.stripe.payment(payment["id"])
+        assert len(at_stripe.succeeded_charges) == 1
+        intent_id = at_stripe.intents[0]["id"]
+        with allure.step("The charge is refunded at Stripe directly (the Dashboard)"):
+            refunded = faults.stripe.http.post("/v1/refunds", data={"payment_intent": intent_id})
+            assert refunded.status_code == 200, refunded.text
+        charge = faults.stripe.http.get(f"/v1/charges/{at_stripe.charges[0]['id']}").json()
+        with allure.step("Webhooks arrive in the wrong order: charge.refunded, then succeeded"):
+            for event_type, obj in (
+                ("charge.refunded", charge),
+                ("payment_intent.succeeded", faults.intent(intent_id)),
+            ):
+                body, signature = faults.signed_webhook(event_type, obj)
+                assert faults.post_webhook(body, signature).status_code == 200
+    finally:
+        faults.stack("start", "billing-worker")
+    with allure.step("billing ends refunded, as Stripe does; the user may not watch"):
+        assert faults.settle_and_audit(payment["id"], timeout=60) == []
+        seen = faults.billing_payment(payment["id"])
+        assert seen["status"] == "refunded" and seen["refunded_amount"] == payment["amount"]
+        assert user.access(COVERED_FILM_ID).json()["allowed"] is False
+
+
 def billing_event(stack, payment: dict, status: str) -> httpx.Response:
     from integration_tests.clients.tokens import service_token
 
