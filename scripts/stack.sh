@@ -108,6 +108,11 @@ ensure_postgres() {
   local bin data=$DATASTORE_DIR/postgres
   bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   mkdir -p "$DATASTORE_DIR"
+  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DATASTORE_DIR"; then
+    # the postgres user cannot reach this checkout (e.g. under /root): keep the cluster elsewhere
+    data=/var/tmp/cinema-billing-postgres-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
+    say "PostgreSQL: $DATASTORE_DIR is not reachable by the postgres user; using $data"
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     mkdir -p "$data"
     [ "$(id -u)" = 0 ] && chown postgres "$data"
@@ -288,6 +293,7 @@ cmd_down() {
 cmd_stop_datastores() {
   # only the PostgreSQL and Redis this checkout started itself
   local data=$DATASTORE_DIR/postgres bin
+  [ -f "$data/postmaster.pid" ] || data=/var/tmp/cinema-billing-postgres-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
   if [ -f "$data/postmaster.pid" ]; then
     bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")
     as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null && say "stopped our PostgreSQL"
