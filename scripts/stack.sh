@@ -64,7 +64,7 @@ say() { printf '%s\n' "$*" >&2; }
 
 as_postgres() {
   # PostgreSQL refuses to run as root; run its tools as the postgres user then.
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 apt_install() {
@@ -108,7 +108,7 @@ ensure_postgres() {
   local bin data=$DATASTORE_DIR/postgres
   bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   mkdir -p "$DATASTORE_DIR"
-  if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$DATASTORE_DIR"; then
+  if [ "$(id -u)" = 0 ] && ! as_postgres test -x "$DATASTORE_DIR"; then
     # the postgres user cannot reach this checkout (e.g. under /root): keep the cluster elsewhere
     data=/var/tmp/cinema-billing-postgres-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
     say "PostgreSQL: $DATASTORE_DIR is not reachable by the postgres user; using $data"
