@@ -9,7 +9,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from pay_api.db import Base, TimestampMixin
 
-PAYMENT_STATUSES = ("pending", "processing", "succeeded", "canceled", "failed")
+# `unknown`: Stripe's answer to a confirmation was lost (it may or may not have charged); any news
+# from Stripe about the intent moves it on (see payments/state.py).
+PAYMENT_STATUSES = ("pending", "processing", "unknown", "succeeded", "canceled", "failed")
 FINAL_PAYMENT_STATUSES = frozenset({"succeeded", "canceled", "failed"})
 
 
@@ -29,7 +31,7 @@ class Payment(TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint(
-            "status IN ('pending', 'processing', 'succeeded', 'canceled', 'failed')",
+            "status IN ('pending', 'processing', 'unknown', 'succeeded', 'canceled', 'failed')",
             name="status_known",
         ),
         CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount", name="refund_cap"),

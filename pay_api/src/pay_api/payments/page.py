@@ -42,6 +42,7 @@ def show(raw_id: str):
         details=details.strip(),
         amount_text=format_money(payment.amount, payment.currency),
         status=service.page_status(payment),
+        checking_message=service.CHECKING_WITH_THE_BANK,
         stripe_js_url=settings.stripe_js,
         config={
             "paymentId": str(payment.id),

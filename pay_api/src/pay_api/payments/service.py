@@ -9,6 +9,11 @@ The charge is two transactions, each holding the payment's row lock:
 A crash can therefore only leave an unconfirmed intent (nothing charged, and never confirmed by
 anyone but us) or a confirmed intent whose id is stored, which `sync`/`refresh`/webhooks settle.
 The row lock makes a second, concurrent submit wait and then answer the state the first one left.
+
+When Stripe's answer to the confirmation is lost (network error, timeout, 5xx after the SDK's
+retries), Stripe may or may not have charged: the payment becomes `unknown` (attempt kept, billing
+told through the outbox) and the page is told we are checking with the bank. Any news from Stripe
+settles it; a later charge first asks Stripe, so a confirmation that charged is never sent again.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pay_api import failpoints
 from pay_api.db import Database
 from pay_api.errors import (
     GatewayRejected,
+    GatewayUnavailable,
     PaymentConflict,
     PaymentNotFound,
     PaymentNotPayable,
@@ -52,6 +58,13 @@ READABLE_FAILURES = {
 }
 
 
+# The page's words while a payment is `unknown` (the answer to its confirmation was lost).
+CHECKING_WITH_THE_BANK = (
+    "We are checking with your bank whether the payment went through. Do not pay again: "
+    "you will not be charged twice, and your subscription starts as soon as the bank confirms."
+)
+
+
 def readable_failure(code: str | None, message: str | None) -> str | None:
     if code is None and message is None:
         return None
@@ -66,11 +79,14 @@ class ChargeAnswer:
     client_secret: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    message: str | None = None  # what the page shows instead of its own words (processing)
 
     def to_body(self) -> dict:
         body: dict = {"status": self.status}
         if self.client_secret:
             body["client_secret"] = self.client_secret
+        if self.message:
+            body["message"] = self.message
         if self.error_code or self.error_message:
             body["error"] = {"code": self.error_code, "message": self.error_message}
         return body
@@ -139,7 +155,7 @@ def refresh_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) ->
         # confirmation applied meanwhile, which matters since processing may go back to pending.
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
         intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-        state.apply_intent(session, payment, intent)
+        state.apply_intent(session, payment, intent, current=True)
         return payment
 
 
@@ -155,7 +171,7 @@ def cancel_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> 
             state.set_status(session, payment, "canceled")
             return payment
         intent = gateway.cancel_payment_intent(payment.stripe_payment_intent_id)
-        state.apply_intent(session, payment, intent)
+        state.apply_intent(session, payment, intent, current=True)
         return payment
 
 
@@ -210,11 +226,21 @@ def charge(
     payment_method_id = setup.payment_method_id
 
     # Step 1: the intent exists and its id is committed before anything can confirm it.
+    settled: IntentState | None = None
     with db.transaction() as session:
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
         if payment.is_final:
             return _answer_closed(payment)
-        if payment.stripe_payment_intent_id is None:
+        if payment.status == "unknown":
+            # The answer to an earlier confirmation was lost: learn what Stripe did before
+            # anything else, so a confirmation that charged is never sent again (one that never
+            # reached Stripe leaves the payment pending, and it is confirmed below).
+            assert payment.stripe_payment_intent_id is not None
+            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+            state.apply_intent(session, payment, intent, current=True)
+            if payment.status != "pending":
+                settled = intent
+        elif payment.stripe_payment_intent_id is None:
             intent = gateway.create_payment_intent(
                 payment_id=str(payment.id),
                 customer_id=customer_id,
@@ -225,6 +251,8 @@ def charge(
             )
             payment.stripe_payment_intent_id = intent.id
             payment.stripe_status = intent.status
+    if settled is not None:
+        return _answer(payment, settled)  # after the commit: a closed payment answers an error
 
     # Step 2: confirm, holding the row lock, and apply the answer in the same transaction.
     with db.transaction() as session:
@@ -233,14 +261,19 @@ def charge(
             return _answer_closed(payment)
         intent_id = payment.stripe_payment_intent_id
         assert intent_id is not None
+        if payment.status == "unknown":
+            # Another submit's confirmation lost its answer since step 1: no new attempt.
+            return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
         if payment.status == "processing":
             return ChargeAnswer("processing")  # money is moving: no new attempt
         if payment.payment_method_id == payment_method_id and payment.confirm_attempts > 0:
             # The same card again (double submit, or a retried request): no second confirmation,
-            # answer what Stripe says now.
+            # answer what Stripe says now — unless Stripe never got that confirmation (its answer
+            # was lost before it arrived), which leaves the intent waiting for one.
             intent = gateway.retrieve_payment_intent(intent_id)
-            state.apply_intent(session, payment, intent)
-            return _answer(payment, intent)
+            state.apply_intent(session, payment, intent, current=True)
+            if intent.status != "requires_confirmation":
+                return _answer(payment, intent)
         payment.confirm_attempts += 1
         payment.payment_method_id = payment_method_id
         idempotency_key = (
@@ -258,8 +291,17 @@ def charge(
             )
             # Refused for another reason than the intent's state: nothing was charged.
             intent = gateway.retrieve_payment_intent(intent_id)
-            state.apply_intent(session, payment, intent)
+            state.apply_intent(session, payment, intent, current=True)
             return _answer(payment, intent)
+        except GatewayUnavailable:
+            # Stripe may or may not have charged: say so (in the same transaction, with the
+            # attempt counted) instead of rolling back to a `pending` that invites paying again.
+            log.warning(
+                "stripe's answer to the confirmation was lost",
+                extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
+            )
+            state.lost_confirmation(session, payment)
+            return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
         failpoint(failpoints.AFTER_CONFIRM)
         state.apply_intent(session, payment, intent)
         log.info(
@@ -281,7 +323,7 @@ def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnsw
     with db.transaction() as session:
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
         intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)  # see refresh
-        state.apply_intent(session, payment, intent)
+        state.apply_intent(session, payment, intent, current=True)
         return _answer(payment, intent)
 
 

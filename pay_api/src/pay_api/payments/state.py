@@ -7,6 +7,13 @@ details. Statuses only go up, with one exception: `processing` goes back to `pen
 says the CURRENT attempt needs the user again (`requires_payment_method` after an asynchronous
 failure, or `requires_confirmation`), so the payment can be retried or expire instead of staying
 open forever.
+
+`unknown`: the answer to our confirmation was lost (`lost_confirmation`), so Stripe may or may not
+have charged. Any news from Stripe about the intent moves it to what Stripe says, whatever the
+rank. A snapshot asked under the payment's row lock (`current=True`: refresh, sync, charge, cancel)
+is the truth even when it names another payment method than our lost attempt (the confirmation
+never reached Stripe: its method is then what Stripe holds); a webhook about an earlier attempt
+(non-final, another payment method) does not settle it.
 """
 
 from __future__ import annotations
@@ -38,8 +45,13 @@ def status_for(intent: IntentState) -> str:
     return "pending"
 
 
-def apply_intent(session: Session, payment: Payment, intent: IntentState) -> bool:
-    """Apply Stripe's view of the payment's intent; write an outbox row if billing must know."""
+def apply_intent(
+    session: Session, payment: Payment, intent: IntentState, *, current: bool = False
+) -> bool:
+    """Apply Stripe's view of the payment's intent; write an outbox row if billing must know.
+
+    `current`: the snapshot was asked of Stripe under the payment's row lock (not a webhook), so
+    nothing of ours happened after it."""
     before = (payment.status, payment.failure_code, payment.failure_message)
     before_refunded = payment.amount_refunded
     new_status = status_for(intent)
@@ -47,14 +59,20 @@ def apply_intent(session: Session, payment: Payment, intent: IntentState) -> boo
     if intent.amount_refunded is not None:
         totals.apply_stripe_total(session, payment, intent.amount_refunded)
 
-    moves = (
-        payment.status not in FINAL_PAYMENT_STATUSES
-        and not _about_an_earlier_attempt(payment, intent, new_status)
-        and (
-            _RANK[new_status] >= _RANK[payment.status]
-            or _back_to_the_user(payment, intent, new_status)
+    if payment.status == "unknown":
+        moves = current or not _about_an_earlier_attempt(payment, intent, new_status)
+        if moves and current and intent.payment_method_id != payment.payment_method_id:
+            # Our lost confirmation never reached Stripe: the latest attempt is the one it holds.
+            payment.payment_method_id = intent.payment_method_id
+    else:
+        moves = (
+            payment.status not in FINAL_PAYMENT_STATUSES
+            and not _about_an_earlier_attempt(payment, intent, new_status)
+            and (
+                _RANK[new_status] >= _RANK[payment.status]
+                or _back_to_the_user(payment, intent, new_status)
+            )
         )
-    )
     if moves:
         payment.status = new_status
         payment.stripe_status = intent.status
@@ -98,8 +116,21 @@ def _back_to_the_user(payment: Payment, intent: IntentState, new_status: str) ->
     )
 
 
+def lost_confirmation(session: Session, payment: Payment) -> bool:
+    """Stripe's answer to our confirmation was lost: `unknown` until Stripe tells us more."""
+    if payment.status in FINAL_PAYMENT_STATUSES or payment.status == "unknown":
+        return False
+    payment.status = "unknown"
+    payment.failure_code = None  # an earlier decline no longer describes the payment
+    payment.failure_message = None
+    outbox.add_payment_event(session, payment)
+    return True
+
+
 def set_status(session: Session, payment: Payment, status: str) -> bool:
     """A transition decided by pay_api itself (cancel before any intent existed)."""
+    if payment.status == "unknown":
+        return False  # only Stripe's news leaves it (an unknown payment always has an intent)
     if payment.status in FINAL_PAYMENT_STATUSES or _RANK[status] < _RANK[payment.status]:
         return False
     if payment.status == status:

@@ -14,7 +14,10 @@
   card.mount("#card-element");
   let busy = false;
 
-  function show(id) {
+  function show(id, message) {
+    if (id === "processing" && message) {
+      document.getElementById("processing-message").textContent = message;
+    }
     ["success", "processing", "closed"].forEach(function (s) {
       document.getElementById(s).hidden = s !== id;
     });
@@ -48,7 +51,9 @@
 
   function render(result) {
     if (result.status === "succeeded") { show("success"); return true; }
-    if (result.status === "processing") { show("processing"); return true; }
+    // `message`: pay_api's own words, e.g. "we are checking with your bank" when Stripe's
+    // answer was lost.
+    if (result.status === "processing") { show("processing", result.message); return true; }
     showError(result.error && result.error.message);
     return false;
   }
@@ -91,7 +96,8 @@
       if (e.code === "payment_not_payable") {
         const now = await fetch(base + "/status").then(function (r) { return r.json(); })
           .catch(function () { return {}; });
-        show(now.status === "succeeded" ? "success" : now.status === "processing" ? "processing" : "closed");
+        show(now.status === "succeeded" ? "success"
+          : now.status === "processing" || now.status === "unknown" ? "processing" : "closed");
         finished = true;
       } else showError(e.message);
     } finally {
