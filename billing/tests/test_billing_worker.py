@@ -108,6 +108,54 @@ async def test_a_lost_cancel_answer_makes_it_unknown_until_the_reconciler_decide
     assert (await billing.payment(user, payment_id))["status"] == "expired"
 
 
+async def test_a_lost_confirm_answer_makes_it_unknown_until_the_reconciler_finds_it_paid(billing):
+    """pay_api reports `unknown` (Stripe's answer to its confirmation was lost): only the
+    reconciler, which asks pay_api (and so Stripe), moves it on."""
+    user, film, _, purchase = await _pending(billing)
+    payment = purchase["payment"]
+    payment_id = payment["id"]
+    assert (await billing.event(payment, "unknown")).json() == {"applied": True}
+    assert (await billing.payment(user, payment_id))["status"] == "unknown"
+    moved_at = await _column(billing, "updated_at", payment_id)
+    # The reconciler is due soon (the base delay), not on a backed-off schedule.
+    due = await _column(billing, "next_check_at", payment_id)
+    assert (due - moved_at).total_seconds() <= 1
+    # News that does not come from the reconciler does not move it (the webhook's "succeeded"
+    # included): it only wakes the reconciler.
+    for status in ("pending", "processing", "succeeded"):
+        assert (await billing.event(payment, status)).json() == {"applied": False}
+        assert (await billing.payment(user, payment_id))["status"] == "unknown"
+    assert (await billing.access(user, film))["allowed"] is False
+    assert await billing.count("ledger_entries", "payment_id = :p", p=uuid.UUID(payment_id)) == 0
+    # The reconciler asks pay_api, which asked Stripe: it was charged.
+    billing.fake.set_payment(payment_id, "succeeded")
+    await billing.work()
+    assert (await billing.payment(user, payment_id))["status"] == "succeeded"
+    assert (await billing.access(user, film))["allowed"] is True
+    assert await billing.count("ledger_entries", "payment_id = :p", p=uuid.UUID(payment_id)) == 1
+    # A late "unknown" never moves it back.
+    assert (await billing.event(payment, "unknown")).json() == {"applied": False}
+    assert (await billing.payment(user, payment_id))["status"] == "succeeded"
+
+
+async def test_an_unknown_payment_stripe_never_charged_goes_back_to_pending(billing):
+    user, _, _, purchase = await _pending(billing)
+    payment = purchase["payment"]
+    payment_id = payment["id"]
+    assert (await billing.event(payment, "unknown")).json() == {"applied": True}
+    # pay_api cannot tell yet (still unknown): it stays, and the reconciler backs off.
+    billing.fake.set_payment(payment_id, "unknown")
+    due = await _column(billing, "next_check_at", payment_id)
+    await billing.work(now=due)
+    assert (await billing.payment(user, payment_id))["status"] == "unknown"
+    assert (await _column(billing, "next_check_at", payment_id) - due).total_seconds() == 2
+    # The confirmation never reached Stripe: the user may pay again.
+    billing.fake.set_payment(payment_id, "pending")
+    await _make_due(billing, payment_id)
+    await billing.work()
+    assert (await billing.payment(user, payment_id))["status"] == "pending"
+
+
 async def test_paid_periods_end_and_access_with_them(billing):
     user, film, plan_id, purchase = await _pending(billing, period_unit="day", period_count=1)
     await billing.event(purchase["payment"], "succeeded")

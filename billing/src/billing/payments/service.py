@@ -153,7 +153,8 @@ async def apply_gateway_status(
     if target == "processing":
         # Our own clock for news without a date: later than anything pay_api wrote before it.
         payment.processing_reported_at = reported_at or utcnow()
-    if target in ("pending", "processing"):
+    if target in ("pending", "processing", "unknown"):
+        # `unknown` (pay_api lost Stripe's answer to a confirmation): the reconciler asks soon.
         schedule_check(payment, now=now, settings=settings, retry=False)
     return True
 

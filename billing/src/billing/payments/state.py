@@ -2,7 +2,9 @@
 
     created → pending → processing → succeeded | failed | canceled | expired
     succeeded → partially_refunded → refunded          (driven by refunds)
-    unknown: the gateway's answer to a state-changing call was lost; only the reconciler leaves it.
+    unknown: the gateway's answer to a state-changing call was lost (billing's cancel, or pay_api's
+             confirmation at Stripe, which pay_api reports as `unknown`); only the reconciler
+             leaves it.
 
 Moves go up the rank table only, so a late or repeated event never moves a payment backwards.
 One move down is real and allowed: `processing → pending`, when the attempt failed asynchronously
@@ -32,8 +34,8 @@ OPEN_PAYMENT_STATUSES = ("created", "pending", "processing", "unknown")
 UNPAID_FINAL_STATUSES = ("failed", "canceled", "expired")
 PAID_STATUSES = ("succeeded", "partially_refunded", "refunded")
 REFUNDABLE_STATUSES = ("succeeded", "partially_refunded")
-# Statuses pay_api reports for a payment.
-GATEWAY_PAYMENT_STATUSES = ("pending", "processing", "succeeded", "failed", "canceled")
+# Statuses pay_api reports for a payment (`unknown`: Stripe's answer to its confirmation was lost).
+GATEWAY_PAYMENT_STATUSES = ("pending", "processing", "unknown", "succeeded", "failed", "canceled")
 
 RANK = {
     "created": 0,
