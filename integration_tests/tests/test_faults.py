@@ -336,14 +336,38 @@ def test_stripe_faults_on_confirm(stack, faults, fault_proxy, fault):
 def test_lost_stripe_answer_is_reconciled(stack, faults, fault_proxy):
     faults.lose_webhooks()
     user, payment = faults.bought()
-    # every try of the SDK (it retries with the same Idempotency-Key) loses its answer
-    fault_proxy.add(
-        Rule("POST", r"/v1/payment_intents/\w+/confirm", Fault.RESET_AFTER_UPSTREAM, times=10)
-    )
-    result = PaymentPage(stack, payment["payment_url"]).pay(CARD_OK)
-    assert result.status != "succeeded", result.body
-    assert len(faults.stripe.payment(payment["id"]).succeeded_charges) == 1
-    assert faults.settle_and_audit(payment["id"], timeout=60) == []
+    page = PaymentPage(stack, payment["payment_url"])
+    # billing's reconciler stopped while the user pays: it could otherwise ask pay_api while the
+    # confirmation waits on Stripe, and settle the payment before `unknown` ever shows.
+    faults.stack("stop", "billing-worker")
+    try:
+        with allure.step("Every try of the SDK loses Stripe's answer to the confirmation"):
+            # the SDK retries with the same Idempotency-Key; each answer is lost
+            fault_proxy.add(
+                Rule(
+                    "POST", r"/v1/payment_intents/\w+/confirm", Fault.RESET_AFTER_UPSTREAM, times=10
+                )
+            )
+            result = page.pay(CARD_OK)
+        with allure.step("The page says we are checking with the bank; Stripe charged once"):
+            assert result.status == "processing", result.body
+            assert "do not pay again" in result.body.get("message", "").lower(), result.body
+            assert page.status()["status"] == "unknown"
+            assert len(faults.stripe.payment(payment["id"]).succeeded_charges) == 1
+        with allure.step("billing shows unknown (pay_api told it) and no access yet"):
+            seen = faults.billing_payment(payment["id"])
+            deadline = time.monotonic() + 20
+            while seen["status"] != "unknown" and time.monotonic() < deadline:
+                time.sleep(0.2)
+                seen = faults.billing_payment(payment["id"])
+            assert seen["status"] == "unknown", seen
+            assert user.access(COVERED_FILM_ID).json()["allowed"] is False
+    finally:
+        faults.stack("start", "billing-worker")
+    with allure.step("The reconciler asks Stripe: succeeded, as Stripe says"):
+        assert faults.settle_and_audit(payment["id"], timeout=60) == []
+        assert faults.billing_payment(payment["id"])["status"] == "succeeded"
+        assert len(faults.stripe.payment(payment["id"]).succeeded_charges) == 1
 
 
 # --- 9: the abandoned payment ---------------------------------------------------------------------
