@@ -3,7 +3,8 @@
 #
 #   scripts/stack.sh datastores   PostgreSQL and Redis: use the ones answering, else start our own
 #   scripts/stack.sh up [--fresh] datastores, databases, migrations, demo data, every service; waits
-#                                 until all answer, then prints the URLs (--fresh drops the databases)
+#                                 until all answer, then prints the URLs (--fresh drops the databases;
+#                                 always so offline, where localstripe starts empty)
 #   scripts/stack.sh down         stops every service this data folder started
 #   scripts/stack.sh stop-datastores  stops the PostgreSQL and Redis we started (if we did)
 #   scripts/stack.sh start|stop|kill NAME...   one service (kill = SIGKILL, a crash)
@@ -257,6 +258,9 @@ cmd_datastores() {
 cmd_up() {
   local fresh=0
   [ "${1:-}" = --fresh ] && fresh=1
+  # Offline, localstripe starts empty every time; databases that remembered its customers and
+  # intents would point at objects that no longer exist, so they start empty too.
+  [ "$STRIPE_OFFLINE" = 1 ] && fresh=1
   cmd_datastores
   ensure_databases "$fresh"
   if [ "$fresh" = 1 ]; then rm -f "$ETL_STATE_FILE"; fi
