@@ -42,6 +42,7 @@ test: install ## every test: unit and service tests of each service, then the in
 	$(PYTEST) -q admin/tests etl/tests
 	$(PYTEST) -q billing/tests
 	$(PYTEST) -q pay_api/tests
+	@scripts/ensure_chromium.sh
 	$(PYTEST) -q integration_tests
 
 test-unit: install ## only the tests of each service
@@ -50,6 +51,7 @@ test-unit: install ## only the tests of each service
 
 test-integration: install ## only the black-box tests (start their own stack on other ports)
 	@scripts/stack.sh datastores
+	@scripts/ensure_chromium.sh
 	$(PYTEST) -q integration_tests
 
 # make token USER=<uuid>            a user token for billing's public API
@@ -59,12 +61,14 @@ token: install ## mint a development token: USER=<uuid> or SERVICE=<name> [AUD=b
 
 report: install ## integration tests, then the Allure report as one file: var/allure-report/index.html
 	@scripts/stack.sh datastores
+	@scripts/ensure_chromium.sh
 	rm -rf var/allure-results
 	@status=0; $(PYTEST) -q integration_tests || status=$$?; scripts/allure_report.sh; exit $$status
 
 # make chaos [SEED=n] [USERS=n]: the fault suite, then the chaos run (see README, "Faults and chaos")
 chaos: install ## fault suite, then 200 users under seeded random faults; ends with the chaos: line
 	@scripts/stack.sh datastores
+	@scripts/ensure_chromium.sh
 	$(PYTEST) -q integration_tests/tests/test_faults.py
 	@$(PY) scripts/chaos.py $(if $(SEED),--seed $(SEED)) $(if $(USERS),--users $(USERS))
 
