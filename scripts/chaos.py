@@ -3,7 +3,7 @@ at random; then let the system settle and compare every payment in billing with 
 
     .venv/bin/python scripts/chaos.py [--users 200] [--seed N] [--workers 12]
 
-The stack is its own (ports 38000+, databases cinema_chaos_*), with pay_api behind the
+The stack is its own (ports 24000+, databases cinema_chaos_*), with pay_api behind the
 fault-injecting proxy. Every random choice — what each user does, which fault fires when — comes
 from the seed, which is printed first, so a failing run can be replayed (thread timing aside).
 Ends with exactly one summary line, each count measured:
@@ -287,7 +287,7 @@ def main() -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     log(f"chaos: seed={seed} users={args.users} (replay: scripts/chaos.py --seed {seed})")
 
-    env = stack_env(port_base=38000, name="chaos", redis_db=10)
+    env = stack_env(port_base=24000, name="chaos", redis_db=10)
     with own_stack(env, BILLING_PAYMENT_TTL_SECONDS="40") as (settings, proxy):
         faults = Faults(settings)
         tally = Tally()
