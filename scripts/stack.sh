@@ -207,10 +207,10 @@ start_service() {
       --data-dir "$DATA_DIR/localstripe" ;;
     billing) start billing "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
       --no-access-log ;;
-    billing-worker) start billing-worker "$PY" -m billing.worker ;;
+    billing-worker*) start "$1" "$PY" -m billing.worker ;;
     pay_api) start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
       --workers 2 --threads 4 --timeout 60 ;;
-    pay_api-worker) start pay_api-worker "$PY" -m pay_api.worker ;;
+    pay_api-worker*) start "$1" "$PY" -m pay_api.worker ;;
     admin) start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" \
       --workers 2 ;;
     etl) start etl "$PY" -m etl ;;
@@ -274,6 +274,11 @@ cmd_up() {
     wait_http localstripe "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/"
   fi
   for name in billing billing-worker pay_api pay_api-worker admin etl; do start_service "$name"; done
+  # More copies of the workers (WORKER_COPIES=2): they share the work through SKIP LOCKED.
+  for copy in $(seq 2 "${WORKER_COPIES:-1}"); do
+    start_service "billing-worker-$copy"
+    start_service "pay_api-worker-$copy"
+  done
   wait_http billing "$BILLING_URL/health"
   wait_http pay_api "$PAY_API_URL/health"
   wait_http admin "$ADMIN_URL/health"
@@ -319,7 +324,7 @@ cmd_status() {
 }
 
 cmd_env() {
-  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL)_?' | sort
+  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER)_?' | sort
 }
 
 case "${1:-}" in

@@ -36,6 +36,8 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         "BILLING_RECONCILE_BASE_SECONDS": "1",
         "BILLING_RECONCILE_MAX_SECONDS": "5",
         "ETL_INTERVAL_SECONDS": "1",
+        # two copies of each worker, so SKIP LOCKED is exercised for real
+        "WORKER_COPIES": "2",
         "PAY_API_OUTBOX_BACKOFF_MAX": "2",
         # pay_api reaches Stripe through the fault-injecting proxy (the browser goes straight to
         # localstripe), and may be told to crash at named points (pay_api/failpoints.py)

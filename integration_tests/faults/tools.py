@@ -47,6 +47,12 @@ class Faults:
             capture_output=True,
         )
 
+    @property
+    def billing_workers(self) -> list[str]:
+        """The names of every copy of billing's worker (to stop the reconciler entirely)."""
+        copies = int(self.settings.values.get("WORKER_COPIES", "1"))
+        return ["billing-worker", *(f"billing-worker-{n}" for n in range(2, copies + 1))]
+
     def arm(self, failpoint: str) -> Path:
         """The next pay_api process to reach `failpoint` kills itself there (SIGKILL)."""
         self.failpoints.mkdir(parents=True, exist_ok=True)

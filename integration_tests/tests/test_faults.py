@@ -131,14 +131,14 @@ def test_pay_api_killed_after_charge_without_retry(stack, faults, failpoint):
 def test_billing_down_when_payment_succeeds(stack, faults):
     user, payment = faults.bought()
     with allure.step("Stop billing (API and worker)"):
-        faults.stack("stop", "billing", "billing-worker")
+        faults.stack("stop", "billing", *faults.billing_workers)
     try:
         with allure.step("The user pays; Stripe and pay_api know, billing cannot be told"):
             assert PaymentPage(stack, payment["payment_url"]).pay(CARD_OK).status == "succeeded"
             time.sleep(2)  # the webhook arrives at pay_api meanwhile
     finally:
         with allure.step("Start billing again"):
-            faults.stack("start", "billing", "billing-worker")
+            faults.stack("start", "billing", *faults.billing_workers)
     with allure.step("billing learns the success; nothing is lost"):
         assert user.wait_for_payment(payment["id"], {"succeeded"})["status"] == "succeeded"
         assert faults.settle_and_audit(payment["id"]) == []
@@ -216,7 +216,7 @@ def test_refund_news_before_success_news(stack, faults):
     faults.lose_webhooks()
     user, payment = faults.bought()
     with allure.step("billing's reconciler stopped; pay_api dies right after Stripe charged"):
-        faults.stack("stop", "billing-worker")
+        faults.stack("stop", *faults.billing_workers)
         faults.arm("charge.after_confirm")
         PaymentPage(stack, payment["payment_url"]).pay(CARD_OK)
     try:
@@ -235,7 +235,7 @@ def test_refund_news_before_success_news(stack, faults):
                 body, signature = faults.signed_webhook(event_type, obj)
                 assert faults.post_webhook(body, signature).status_code == 200
     finally:
-        faults.stack("start", "billing-worker")
+        faults.stack("start", *faults.billing_workers)
     with allure.step("billing ends refunded, as Stripe does; the user may not watch"):
         assert faults.settle_and_audit(payment["id"], timeout=60) == []
         seen = faults.billing_payment(payment["id"])
@@ -339,7 +339,7 @@ def test_lost_stripe_answer_is_reconciled(stack, faults, fault_proxy):
     page = PaymentPage(stack, payment["payment_url"])
     # billing's reconciler stopped while the user pays: it could otherwise ask pay_api while the
     # confirmation waits on Stripe, and settle the payment before `unknown` ever shows.
-    faults.stack("stop", "billing-worker")
+    faults.stack("stop", *faults.billing_workers)
     try:
         with allure.step("Every try of the SDK loses Stripe's answer to the confirmation"):
             # the SDK retries with the same Idempotency-Key; each answer is lost
@@ -363,7 +363,7 @@ def test_lost_stripe_answer_is_reconciled(stack, faults, fault_proxy):
             assert seen["status"] == "unknown", seen
             assert user.access(COVERED_FILM_ID).json()["allowed"] is False
     finally:
-        faults.stack("start", "billing-worker")
+        faults.stack("start", *faults.billing_workers)
     with allure.step("The reconciler asks Stripe: succeeded, as Stripe says"):
         assert faults.settle_and_audit(payment["id"], timeout=60) == []
         assert faults.billing_payment(payment["id"])["status"] == "succeeded"
