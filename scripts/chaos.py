@@ -14,7 +14,7 @@ payments: billing's payments. double_charges: payments with two successful charg
 extra payments of one user and plan that Stripe charged and did not fully refund (each user buys
 the plan once here, so two such are one user-plan-period charged twice). over_refunds: Stripe
 refunded more than it charged, or billing counts more refunded than paid. stuck: not final in
-billing after settling. stripe_mismatches: any other disagreement `audit.problems` finds (billing
+billing after settling, or with a refund still pending. stripe_mismatches: any other disagreement `audit.problems` finds (billing
 paid but Stripe not, amounts refunded differing, an expired payment whose intent could still
 charge). lost: a payment Stripe holds an intent for (metadata.payment_id) that billing does not know.
 """
@@ -233,12 +233,19 @@ def billing_payments(faults: Faults) -> list[dict[str, Any]]:
             return payments
 
 
+def unsettled(payment: dict[str, Any]) -> bool:
+    """Not final, or a refund of it still on its way."""
+    return payment["status"] not in FINAL or any(
+        refund["status"] == "pending" for refund in payment["refunds"]
+    )
+
+
 def settle(faults: Faults, timeout: float) -> list[dict[str, Any]]:
     """Wait until billing holds every payment final (or `timeout`); the payments then."""
     deadline = time.monotonic() + timeout
     while True:
         payments = billing_payments(faults)
-        open_ = [p for p in payments if p["status"] not in FINAL]
+        open_ = [p for p in payments if unsettled(p)]
         if not open_ or time.monotonic() > deadline:
             return payments
         log(f"settling: {len(open_)} of {len(payments)} payments not final yet")
@@ -255,7 +262,7 @@ def audit(faults: Faults, payments: list[dict[str, Any]]) -> dict[str, int]:
         over = at_stripe.refunded > at_stripe.charged or (
             payment["refunded_amount"] > payment["amount"]
         )
-        stuck = payment["status"] not in FINAL
+        stuck = unsettled(payment)
         counts["double_charges"] += double
         counts["over_refunds"] += over
         counts["stuck"] += stuck

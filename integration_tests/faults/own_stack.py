@@ -39,6 +39,8 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         # two copies of each worker, so SKIP LOCKED is exercised for real
         "WORKER_COPIES": "2",
         "PAY_API_OUTBOX_BACKOFF_MAX": "2",
+        # a lease on a row whose holder died (a killed billing) runs out in seconds here
+        "BILLING_WORKER_CLAIM_SECONDS": "15",
         # pay_api reaches Stripe through the fault-injecting proxy (the browser goes straight to
         # localstripe), and may be told to crash at named points (pay_api/failpoints.py)
         "STRIPE_API_BASE": f"http://127.0.0.1:{port_base + 421}",

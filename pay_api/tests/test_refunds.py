@@ -121,6 +121,59 @@ def test_after_a_crash_the_refund_made_at_stripe_is_found_not_made_twice(
     assert len(api.stripe_refunds(paid["stripe_payment_intent_id"])) == 1
 
 
+def test_a_create_that_may_still_be_in_flight_is_waited_out_not_repeated(
+    app, client, db, api, paid
+):
+    """A process started creating the refund at Stripe and died; its request may still arrive
+    (localstripe would not deduplicate it). Within the in-flight window nobody creates again;
+    a refund that lands meanwhile is found; after the window a missing one is created once."""
+    from datetime import timedelta
+
+    from pay_api.db import utcnow
+
+    gateway = app.extensions["pay_api.gateway"]
+    intent_id = paid["stripe_payment_intent_id"]
+
+    def stored(refund_id, started_ago):
+        with db.transaction() as session:
+            session.add(
+                Refund(
+                    id=refund_id,
+                    payment_id=uuid.UUID(paid["payment_id"]),
+                    amount=200,
+                    currency="usd",
+                    reason="in flight",
+                    status="pending",
+                    stripe_create_started_at=utcnow() - timedelta(seconds=started_ago),
+                )
+            )
+
+    # 1. started 2 s ago, nothing at Stripe yet: left pending, nothing created
+    waiting = uuid.uuid4()
+    stored(waiting, started_ago=2)
+    answer = client.get(f"/internal/v1/refunds/{waiting}?refresh=1", headers=auth())
+    assert answer.status_code == 200 and answer.json["status"] == "pending"
+    assert api.stripe_refunds(intent_id) == []
+
+    # 2. the dead process's request lands: found by its metadata, not made twice
+    gateway.create_refund(
+        refund_id=str(waiting), payment_intent_id=intent_id, amount=200, reason="in flight"
+    )
+    answer = client.get(f"/internal/v1/refunds/{waiting}?refresh=1", headers=auth())
+    assert answer.json["status"] == "succeeded"
+    assert len(api.stripe_refunds(intent_id)) == 1
+
+    # 3. started long ago and never arrived: created now, once
+    lost = uuid.uuid4()
+    stored(lost, started_ago=gateway.in_flight_seconds + 1)
+    answer = client.get(f"/internal/v1/refunds/{lost}?refresh=1", headers=auth())
+    assert answer.json["status"] == "succeeded"
+    assert len(api.stripe_refunds(intent_id)) == 2
+    again = client.get(f"/internal/v1/refunds/{lost}?refresh=1", headers=auth())
+    assert again.json["stripe_refund_id"] == answer.json["stripe_refund_id"]
+    assert len(api.stripe_refunds(intent_id)) == 2
+
+
 def test_unknown_refund_is_404(client):
     response = client.get(f"/internal/v1/refunds/{uuid.uuid4()}", headers=auth())
     assert response.status_code == 404

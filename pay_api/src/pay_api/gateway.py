@@ -212,6 +212,12 @@ class Gateway:
             ),
         )
 
+    @property
+    def in_flight_seconds(self) -> float:
+        """How long a request we sent may still reach Stripe after we stopped waiting for it:
+        the connect and read timeouts, plus a margin for the network."""
+        return CONNECT_TIMEOUT_SECONDS + self.settings.stripe_timeout_seconds + 5.0
+
     # customers and saved cards
 
     def create_customer(self, *, user_id: str) -> str:

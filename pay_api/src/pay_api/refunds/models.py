@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, String, Text, Uuid
+from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, String, Text, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pay_api.db import Base, TimestampMixin
@@ -32,6 +33,9 @@ class Refund(TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(20), default="pending")
     stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # When a create at Stripe was last started (committed before the call): see
+    # refunds.service.make_at_stripe for why a retry waits out the request that may be in flight.
+    stripe_create_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     @property
     def is_final(self) -> bool:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from pay_api import failpoints, outbox
-from pay_api.db import Database
+from pay_api.db import Database, utcnow
 from pay_api.errors import (
     GatewayRejected,
     PaymentNotRefundable,
@@ -95,7 +96,13 @@ def create_refund(
 
 
 def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> Refund:
-    """Ensure the recorded refund exists at Stripe (found by metadata, else created once)."""
+    """Ensure the recorded refund exists at Stripe (found by metadata, else created once).
+
+    Like the charge, in two steps: the start of a create is committed before Stripe is asked.
+    A create whose process died may still be on its way to Stripe (a slow network, a proxy
+    holding the bytes); Stripe's Idempotency-Key would make a second create harmless, but
+    localstripe ignores it. So within `in_flight_seconds` of a started create nobody creates
+    again: they look the refund up and, not finding it, leave it pending for the reconciler."""
     exceeded = False
     with db.transaction() as session:
         refund = _get(session, refund_id, lock=True)
@@ -112,6 +119,24 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
             )
             apply_refund(session, refund, found, payment=payment)
             return refund
+        now = utcnow()
+        started = refund.stripe_create_started_at
+        if started is not None and now < started + timedelta(seconds=gateway.in_flight_seconds):
+            log.warning(
+                "an earlier create of this refund may still reach stripe; not creating again yet",
+                extra={"refund_id": str(refund.id), "started_at": started.isoformat()},
+            )
+            return refund
+        refund.stripe_create_started_at = started = now
+    with db.transaction() as session:
+        refund = _get(session, refund_id, lock=True)
+        if (
+            refund.stripe_refund_id is not None
+            or refund.is_final
+            or refund.stripe_create_started_at != started
+        ):
+            return refund  # someone else moved it meanwhile
+        payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
         failpoint(failpoints.BEFORE_REFUND)
         try:
             created = gateway.create_refund(
