@@ -9,19 +9,18 @@ from typing import Any
 
 import httpx
 
-from .stack import StackSettings
+from .stack import StackSettings, exchange_hooks
 from .tokens import service_token, user_token
 
 Exchange = Callable[[httpx.Response], None]
 
 
 def _client(base_url: str, token: str, on_exchange: Exchange | None) -> httpx.Client:
-    hooks = {"response": [lambda r: (r.read(), on_exchange(r))]} if on_exchange else {}
     return httpx.Client(
         base_url=base_url,
         headers={"Authorization": f"Bearer {token}"},
         timeout=15,
-        event_hooks=hooks,
+        event_hooks=exchange_hooks(on_exchange),
     )
 
 

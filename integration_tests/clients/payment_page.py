@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from .stack import StackSettings
+from .stack import StackSettings, exchange_hooks
 
 CARD_OK = "4242424242424242"
 CARD_DECLINED_AT_CHARGE = "4000000000000341"
@@ -26,7 +26,7 @@ class PaymentResult:
 class PaymentPage:
     def __init__(self, settings: StackSettings, payment_url: str, on_exchange=None):
         self.payment_url = payment_url.rstrip("/")
-        hooks = {"response": [lambda r: (r.read(), on_exchange(r))]} if on_exchange else {}
+        hooks = exchange_hooks(on_exchange)
         self.stripe = httpx.Client(base_url=settings.stripe_js_base, timeout=15, event_hooks=hooks)
         self.page = httpx.Client(timeout=30, event_hooks=hooks)
 

@@ -51,3 +51,10 @@ class StackSettings:
     def env(self) -> dict[str, str]:
         """An environment for a subprocess that should see these settings."""
         return {**os.environ, **self.values}
+
+
+def exchange_hooks(on_exchange) -> dict:
+    """httpx event hooks that hand every response (read, with its request) to `on_exchange`."""
+    if on_exchange is None:
+        return {}
+    return {"response": [lambda response: (response.read(), on_exchange(response))]}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -22,9 +21,9 @@ from integration_tests.clients import (
     PaymentPage,
     StackSettings,
 )
-from integration_tests.clients.stack import ROOT
 from integration_tests.clients.stripe_side import StripeSide
 from integration_tests.faults.audit import FINAL, problems
+from integration_tests.faults.own_stack import run_stack
 from integration_tests.scenario import DEMO_PLAN_ID
 
 
@@ -39,13 +38,7 @@ class Faults:
     # --- processes ---------------------------------------------------------------------------
 
     def stack(self, *command: str, **env: str) -> None:
-        subprocess.run(
-            [str(ROOT / "scripts" / "stack.sh"), *command],
-            env={**self.settings.env(), **env},
-            check=True,
-            cwd=ROOT,
-            capture_output=True,
-        )
+        run_stack(list(command), {**self.settings.env(), **env})
 
     @property
     def billing_workers(self) -> list[str]:

@@ -307,3 +307,52 @@ def test_the_cap_counts_refunds_made_outside_and_our_open_ones(client, db, api, 
     assert refund(client, payment_id, 200).status_code == 201
     assert api.get_payment(payment_id)["amount_refunded"] == 800  # 600 outside + our 200
     assert refund(client, payment_id, 1).json["code"] == "refund_exceeds_remaining"
+
+
+def test_our_refund_whose_answer_was_lost_is_not_taken_for_an_outside_one(
+    app, client, db, api, paid
+):
+    """Stripe made our refund but its answer was lost; Stripe's total (charge.refunded) arrives
+    before we find it. It must not be booked as refunded outside pay_api, then counted again."""
+    from datetime import timedelta
+
+    from pay_api.db import utcnow
+
+    from .test_webhooks import event, post, signed
+
+    gateway = app.extensions["pay_api.gateway"]
+    payment_id, intent_id = paid["payment_id"], paid["stripe_payment_intent_id"]
+    refund_id = uuid.uuid4()
+    with db.transaction() as session:
+        session.add(
+            Refund(
+                id=refund_id,
+                payment_id=uuid.UUID(payment_id),
+                amount=300,
+                currency="usd",
+                reason="lost answer",
+                status="pending",
+                stripe_create_started_at=utcnow()
+                - timedelta(seconds=gateway.in_flight_seconds + 1),
+            )
+        )
+    gateway.create_refund(
+        refund_id=str(refund_id), payment_intent_id=intent_id, amount=300, reason="lost answer"
+    )
+    total = event(
+        "charge.refunded",
+        {
+            "id": "ch_x",
+            "object": "charge",
+            "payment_intent": intent_id,
+            "amount": 1000,
+            "amount_refunded": 300,
+        },
+    )
+    assert post(client, total, signed(total)).status_code == 200
+    assert api.get_payment(payment_id)["amount_refunded"] == 0  # ours, not yet confirmed
+
+    found = client.get(f"/internal/v1/refunds/{refund_id}?refresh=1", headers=auth()).json
+    assert found["status"] == "succeeded"
+    assert len(api.stripe_refunds(intent_id)) == 1
+    assert api.get_payment(payment_id)["amount_refunded"] == 300

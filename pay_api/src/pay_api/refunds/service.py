@@ -95,6 +95,10 @@ def create_refund(
     return make_at_stripe(db=db, gateway=gateway, refund_id=refund_id)
 
 
+# A create is sent within this long of being marked started, or not at all (see make_at_stripe).
+SEND_WITHIN_SECONDS = 5.0
+
+
 def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> Refund:
     """Ensure the recorded refund exists at Stripe (found by metadata, else created once).
 
@@ -136,6 +140,10 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
             or refund.stripe_create_started_at != started
         ):
             return refund  # someone else moved it meanwhile
+        if utcnow() > started + timedelta(seconds=SEND_WITHIN_SECONDS):
+            # We waited long for the locks: the in-flight window counts from `started`, so a
+            # request sent this late could outlive it. Leave it; a later call starts afresh.
+            return refund
         payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
         failpoint(failpoints.BEFORE_REFUND)
         try:

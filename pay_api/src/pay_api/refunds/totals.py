@@ -9,7 +9,7 @@ succeeded one fails later — without counting anything twice.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from pay_api.payments.models import Payment
@@ -34,11 +34,14 @@ def recount(session: Session, payment: Payment) -> None:
 def apply_stripe_total(session: Session, payment: Payment, total: int) -> bool:
     """Stripe's refunded total on the charge; True if `amount_refunded` changed.
 
-    Our refunds Stripe has (pending or succeeded there) are in it; the rest was refunded outside."""
+    Our refunds Stripe may have are in it — those it answered for, and those whose create was
+    started but whose answer we never got (a lost reply, a crash): the rest was refunded outside.
+    Counting a started create as ours can only undercount "outside" for now, which the next total
+    corrects (`refunded_outside` only rises); overcounting it would never be undone."""
     ours = _sum(
         session,
         payment,
-        Refund.stripe_refund_id.is_not(None),
+        or_(Refund.stripe_refund_id.is_not(None), Refund.stripe_create_started_at.is_not(None)),
         Refund.status.in_(OPEN_OR_DONE_REFUND_STATUSES),
     )
     outside = max(0, min(total, payment.amount) - ours)
