@@ -184,3 +184,32 @@ async def test_a_withdrawn_film_is_allowed_to_nobody(billing):
     assert withdrawn["allowed"] is False and withdrawn["reason"] == "film_unavailable"
     stranger = await billing.access(uuid.uuid4(), film)
     assert stranger["allowed"] is False and stranger["reason"] == "film_unavailable"
+
+
+async def test_a_stalled_redis_fails_fast_so_access_falls_back_to_the_database():
+    """A Redis that accepts the connection and never answers: the read gives up within its
+    timeout (a RedisError, which the access check answers from PostgreSQL) and drops the socket."""
+    import asyncio
+
+    from billing.access.fastredis import PipelinedRedis
+    from redis.exceptions import RedisError
+
+    accepted = []
+
+    async def silent(reader, writer):
+        accepted.append(writer)
+        await reader.read()  # never answers
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+    try:
+        with pytest.raises(RedisError):
+            await reader.mget("acc:gv", "acc:uv:x")
+        assert accepted, "the read did reach the silent server"
+        with pytest.raises(RedisError):  # the next call reconnects and times out again
+            await reader.mget("acc:gv")
+        assert len(accepted) == 2
+    finally:
+        reader.close()
+        server.close()

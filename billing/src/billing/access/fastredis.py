@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 
 class _Incomplete(Exception):
@@ -118,7 +119,10 @@ class _Protocol(asyncio.Protocol):
 class PipelinedRedis:
     """`mget` over one pipelined connection; reconnects on the next call after a failure."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, timeout: float = 1.0) -> None:
+        # A stalled Redis must not stall access checks: past `timeout` the call fails (and the
+        # caller answers from the database) and the connection is dropped.
+        self._timeout = timeout
         parsed = urlparse(url)
         self._host = parsed.hostname or "127.0.0.1"
         self._port = parsed.port or 6379
@@ -149,6 +153,13 @@ class PipelinedRedis:
             return protocol
 
     async def mget(self, *keys: str) -> list[bytes | None]:
+        try:
+            return await asyncio.wait_for(self._mget(keys), self._timeout)
+        except TimeoutError as exc:
+            self.close()
+            raise RedisTimeoutError(f"Redis did not answer within {self._timeout} s") from exc
+
+    async def _mget(self, keys: tuple[str, ...]) -> list[bytes | None]:
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connect()

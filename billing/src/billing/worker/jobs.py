@@ -61,28 +61,47 @@ async def claim_batch(
         await session.execute(
             update(model)
             .where(model.id.in_(ids))
-            .values(claimed_until=now + timedelta(seconds=seconds))
+            .values(claimed_until=max(now, utcnow()) + timedelta(seconds=seconds))
         )
     await session.commit()
     return ids
 
 
-async def _claim(resources: Resources, model: type, *conditions, now: datetime) -> list[uuid.UUID]:
-    settings = resources.settings
-    async with resources.sessionmaker() as session:
-        return await claim_batch(
-            session,
-            model,
-            *conditions,
-            now=now,
-            seconds=settings.worker_claim_seconds,
-            limit=settings.worker_batch_size,
-        )
+class _Claimed:
+    """Rows matching `conditions`, leased ONE AT A TIME with a fresh lease each, up to a batch.
+
+    Leasing a whole batch up front would let the leases of its last rows run out while the
+    first ones wait on pay_api — and then another worker could take the same row (say, expire a
+    payment this one is registering). `count` says how many were handled."""
+
+    def __init__(self, resources: Resources, model: type, *conditions, now: datetime) -> None:
+        self.resources, self.model, self.conditions, self.now = resources, model, conditions, now
+        self.count = 0
+
+    async def __aiter__(self):
+        settings = self.resources.settings
+        seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
+        for _ in range(settings.worker_batch_size):
+            async with self.resources.sessionmaker() as session:
+                ids = await claim_batch(
+                    session,
+                    self.model,
+                    *self.conditions,
+                    self.model.id.not_in(seen),
+                    now=self.now,
+                    seconds=settings.worker_claim_seconds,
+                    limit=1,
+                )
+            if not ids:
+                return
+            self.count += 1
+            seen.append(ids[0])
+            yield ids[0]
 
 
 async def register_created(resources: Resources, now: datetime) -> int:
     """(a) Payments written but not yet known to pay_api (it was down): register them."""
-    ids = await _claim(
+    ids = _Claimed(
         resources,
         Payment,
         Payment.status == "created",
@@ -90,11 +109,11 @@ async def register_created(resources: Resources, now: datetime) -> int:
         Payment.expires_at > now,
         now=now,
     )
-    for payment_id in ids:
+    async for payment_id in ids:
         await register(
             resources=resources, payment_id=payment_id, now=now, raise_errors=False, claimed=True
         )
-    return len(ids)
+    return ids.count
 
 
 async def expire_payments(resources: Resources, now: datetime) -> int:
@@ -104,7 +123,7 @@ async def expire_payments(resources: Resources, now: datetime) -> int:
     A `processing` payment past its deadline is asked too (on the reconciler's back-off): pay_api
     cancels it if Stripe still can, else answers `processing`/`succeeded` while money moves, and
     then it stays open and keeps being reconciled — never `expired` with money on its way."""
-    ids = await _claim(
+    ids = _Claimed(
         resources,
         Payment,
         or_(
@@ -114,9 +133,9 @@ async def expire_payments(resources: Resources, now: datetime) -> int:
         Payment.expires_at <= now,
         now=now,
     )
-    for payment_id in ids:
+    async for payment_id in ids:
         await _expire_one(resources, payment_id, now)
-    return len(ids)
+    return ids.count
 
 
 async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
@@ -176,16 +195,16 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
 
 async def reconcile_payments(resources: Resources, now: datetime) -> int:
     """(b) Ask pay_api (which asks Stripe) about payments that are not final, on a back-off."""
-    ids = await _claim(
+    ids = _Claimed(
         resources,
         Payment,
         Payment.status.in_(("pending", "processing", "unknown")),
         Payment.next_check_at <= now,
         now=now,
     )
-    for payment_id in ids:
+    async for payment_id in ids:
         await _reconcile_payment(resources, payment_id, now)
-    return len(ids)
+    return ids.count
 
 
 async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
@@ -243,7 +262,7 @@ async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: d
 
 async def submit_refunds(resources: Resources, now: datetime) -> int:
     """(a') Refunds pay_api has not acknowledged yet: send them (idempotent by refund id)."""
-    ids = await _claim(
+    ids = _Claimed(
         resources,
         Refund,
         Refund.status == "pending",
@@ -251,14 +270,14 @@ async def submit_refunds(resources: Resources, now: datetime) -> int:
         Refund.next_check_at <= now,
         now=now,
     )
-    for refund_id in ids:
+    async for refund_id in ids:
         await submit(resources=resources, refund_id=refund_id, now=now, claimed=True)
-    return len(ids)
+    return ids.count
 
 
 async def reconcile_refunds(resources: Resources, now: datetime) -> int:
     """(b') Ask pay_api about pending refunds it has, on a back-off."""
-    ids = await _claim(
+    ids = _Claimed(
         resources,
         Refund,
         Refund.status == "pending",
@@ -267,7 +286,7 @@ async def reconcile_refunds(resources: Resources, now: datetime) -> int:
         now=now,
     )
     settings = resources.settings
-    for refund_id in ids:
+    async for refund_id in ids:
         try:
             answer = await resources.pay_api.get_refund(str(refund_id))
             failed = False
@@ -294,7 +313,7 @@ async def reconcile_refunds(resources: Resources, now: datetime) -> int:
             if refund.status == "pending":
                 schedule_refund_check(refund, now=now, settings=settings)
             await commit(session, resources.access_cache)
-    return len(ids)
+    return ids.count
 
 
 async def expire_subscriptions(resources: Resources, now: datetime) -> int:
