@@ -498,3 +498,25 @@ async def test_a_total_reported_before_our_refund_failed_records_no_phantom_refu
     assert fresh.json() == {"applied": True}
     shown = await billing.payment(user, payment["id"])
     assert (shown["status"], shown["refunded_amount"]) == ("partially_refunded", 100)
+
+
+async def test_pay_apis_outside_figure_never_books_billings_own_refund_twice(billing):
+    """billing's refund is pending with no Stripe id (pay_api's answer was lost) while pay_api
+    already reports it in `amount_refunded`: with pay_api's exact `refunded_outside` nothing is
+    booked as refunded outside billing; a real Dashboard refund is booked once."""
+    user, _, purchase = await _paid(billing, price_amount=1000)
+    payment = purchase["payment"]
+    billing.fake.mode = "down"  # the refund's hand-off to pay_api gets no answer
+    ours = (await _admin_refund(billing, payment["id"], amount=400, reason="x")).json()
+    billing.fake.mode = "ok"
+    assert ours["status"] == "pending"
+    report = {"amount_refunded": 400, "refunded_outside": 0}
+    assert (await billing.event(payment, "succeeded", **report)).json() == {"applied": False}
+    assert len(await _refund_rows(billing, payment["id"])) == 1
+
+    other_user, _, other = await _paid(billing, price_amount=1000)
+    dashboard = {"amount_refunded": 300, "refunded_outside": 300}
+    for _ in range(2):  # repeated: booked once
+        await billing.event(other["payment"], "succeeded", **dashboard)
+    rows = await _refund_rows(billing, other["payment"]["id"])
+    assert [(amount, initiated_by) for amount, _, _, initiated_by in rows] == [(300, "stripe")]

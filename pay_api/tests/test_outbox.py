@@ -62,6 +62,7 @@ def test_events_carry_the_contract_shape_and_a_service_token(app, client, db, ap
         "amount",
         "currency",
         "amount_refunded",
+        "refunded_outside",
         "failure_code",
         "failure_message",
         "stripe_id",

@@ -33,6 +33,8 @@ class PaymentEvent(BaseModel):
     amount: int = Field(ge=0)
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
     amount_refunded: int = Field(0, ge=0)
+    # pay_api's exact figure for refunds made outside pay_api (absent from older senders)
+    refunded_outside: int | None = Field(None, ge=0)
     failure_code: str | None = None
     failure_message: str | None = None
     stripe_id: str | None = None
@@ -106,6 +108,7 @@ async def apply_event(
             session,
             payment=payment,
             amount_refunded=event.amount_refunded,
+            refunded_outside=event.refunded_outside,
             now=now,
             settings=settings,
             reported_at=_aware(event.occurred_at),

@@ -39,12 +39,25 @@ async def known_to_stripe(session: AsyncSession, payment_id) -> int:
     return int(total or 0)
 
 
+async def recorded_outside(session: AsyncSession, payment_id) -> int:
+    """What billing has already recorded as refunded outside it."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount), 0)).where(
+            Refund.payment_id == payment_id,
+            Refund.initiated_by == OUTSIDE_INITIATOR,
+            Refund.status.in_(("pending", "succeeded")),
+        )
+    )
+    return int(total or 0)
+
+
 async def record_refunded_outside(
     session: AsyncSession,
     *,
     payment: Payment,
     amount_refunded: int | None,
     now: datetime,
+    refunded_outside: int | None = None,
     settings: Settings,
     reported_at: datetime | None = None,
 ) -> bool:
@@ -53,16 +66,27 @@ async def record_refunded_outside(
     Idempotent: once recorded, the same total finds nothing missing. Never more than what is
     left of the payment (pending refunds keep their reservation; the CHECK guards it too).
     A total reported before one of billing's refunds failed may still count that refund: it is
-    not trusted (`reported_at`), a newer report will tell."""
-    if not amount_refunded or payment.status not in REFUNDABLE_STATUSES:
+    not trusted (`reported_at`), a newer report will tell.
+
+    `refunded_outside` (pay_api's own, exact figure, which never counts billing's refunds) is
+    preferred when the report carries it: then what is missing does not depend on the state of
+    billing's refunds at all (a lost answer, a late event), only on what is already recorded."""
+    if payment.status not in REFUNDABLE_STATUSES:
         return False
-    if reported_at is not None and await _a_refund_failed_since(session, payment.id, reported_at):
-        logger.info(
-            "refunded total older than a failed refund ignored",
-            extra={"payment_id": str(payment.id)},
-        )
-        return False
-    missing = min(amount_refunded, payment.amount) - await known_to_stripe(session, payment.id)
+    if refunded_outside is not None:
+        missing = refunded_outside - await recorded_outside(session, payment.id)
+    else:
+        if not amount_refunded:
+            return False
+        if reported_at is not None and await _a_refund_failed_since(
+            session, payment.id, reported_at
+        ):
+            logger.info(
+                "refunded total older than a failed refund ignored",
+                extra={"payment_id": str(payment.id)},
+            )
+            return False
+        missing = min(amount_refunded, payment.amount) - await known_to_stripe(session, payment.id)
     missing = min(missing, payment.amount - payment.refunded_amount)
     if missing <= 0:
         return False

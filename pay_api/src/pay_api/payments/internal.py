@@ -32,6 +32,7 @@ def payment_body(payment: Payment, *, full: bool = True) -> dict:
     if full:
         body.update(
             amount_refunded=payment.amount_refunded,
+            refunded_outside=payment.refunded_outside,
             failure_code=payment.failure_code,
             failure_message=payment.failure_message,
         )
