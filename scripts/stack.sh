@@ -58,6 +58,8 @@ else
   export STRIPE_REGISTER_WEBHOOK=${STRIPE_REGISTER_WEBHOOK:-0}
 fi
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
+# Local stacks (development, demo, tests) may move billing's clock forward; production never sets it.
+export BILLING_TEST_CLOCK=${BILLING_TEST_CLOCK:-1}
 export ETL_STATE_FILE=${ETL_STATE_FILE:-$DATA_DIR/etl/state.json}
 export DATA_DIR PYTHONUNBUFFERED=1
 

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(10, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
+    # Test and demo stacks only, NEVER production: the clock may be moved forward through
+    # POST /internal/v1/clock/advance (billing/clock.py). Off: that endpoint answers 404.
+    test_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")
 
     @model_validator(mode="after")
     def _user_token_key_present(self) -> Settings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase
+
+from billing import clock
 
 # Stable constraint names, so migrations can refer to (and drop) them by name.
 NAMING_CONVENTION = {
@@ -37,7 +39,8 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Billing's time: the one clock (billing.clock), shifted forward on a test stack."""
+    return clock.now()
 
 
 def new_id() -> uuid.UUID:

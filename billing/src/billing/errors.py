@@ -68,6 +68,16 @@ class RefundNotFound(NotFound):
     code, message = "refund_not_found", "No such refund."
 
 
+class ClockOff(NotFound):
+    """The test clock is off (production): its endpoints do not exist."""
+
+    code, message = "clock_not_found", "There is no movable clock here."
+
+
+class ClockBackwards(NotFound):
+    code, message = "clock_backwards", "The clock only moves forward."
+
+
 # --- conflicts with the current state (409) ---
 class Conflict(BillingError):
     status_code, code, message = 409, "conflict", "Conflicts with the current state."

@@ -13,11 +13,13 @@ from fastapi import FastAPI
 
 from billing.access.fastpath import AccessFastPath
 from billing.access.router import router as access_router
+from billing.clock import ClockSync
 from billing.config import Settings, get_settings
 from billing.errors import install_error_handlers
 from billing.internal.access import router as internal_access_router
 from billing.internal.admin import router as internal_admin_router
 from billing.internal.catalog import router as internal_catalog_router
+from billing.internal.clock import router as internal_clock_router
 from billing.internal.events import router as internal_events_router
 from billing.log import RequestIdMiddleware, configure_logging
 from billing.payments.router import router as payments_router
@@ -53,6 +55,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     # Last added is outermost: request id and access log first, then cached access checks.
     app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
+    if settings.test_clock:
+        app.add_middleware(ClockSync, resources=resources)  # outermost: before any decision
 
     @app.get("/health", tags=["health"], summary="Liveness")
     async def health() -> dict[str, str]:
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_catalog_router,
         internal_events_router,
         internal_admin_router,
+        internal_clock_router,
     ):
         app.include_router(router)
     return app

@@ -13,8 +13,8 @@ from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.clock import wall_now
 from billing.config import Settings
-from billing.db import utcnow
 from billing.errors import GatewayError, GatewayUnavailable, PaymentNotFound
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
@@ -152,7 +152,7 @@ async def apply_gateway_status(
         await _on_unpaid(session, payment=payment, now=now)
     if target == "processing":
         # Our own clock for news without a date: later than anything pay_api wrote before it.
-        payment.processing_reported_at = reported_at or utcnow()
+        payment.processing_reported_at = reported_at or wall_now()
     if target in ("pending", "processing", "unknown"):
         # `unknown` (pay_api lost Stripe's answer to a confirmation): the reconciler asks soon.
         schedule_check(payment, now=now, settings=settings, retry=False)

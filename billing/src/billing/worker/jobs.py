@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.clock import CLOCK, wall_now
 from billing.db import utcnow
 from billing.outbox import (
     TOPIC_CATALOG_CHANGED,
@@ -142,7 +143,7 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
     settings = resources.settings
     answer: dict | None = None
     lost = False
-    asked_at = utcnow()
+    asked_at = wall_now()  # compared with pay_api's occurred_at
     try:
         answer = await resources.pay_api.cancel_payment(str(payment_id))
         found = answer is not None
@@ -210,7 +211,7 @@ async def reconcile_payments(resources: Resources, now: datetime) -> int:
 
 async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
     settings = resources.settings
-    asked_at = utcnow()
+    asked_at = wall_now()  # compared with pay_api's occurred_at
     try:
         answer = await resources.pay_api.get_payment(str(payment_id))
         failed = False
@@ -381,7 +382,10 @@ JOBS = (
 
 async def run_once(resources: Resources, *, now: datetime | None = None) -> dict[str, int]:
     """One pass of every job; a job that fails is logged and does not stop the others."""
-    now = now or utcnow()
+    if now is None:
+        if resources.settings.test_clock:
+            await CLOCK.sync(resources.redis, resources.settings.redis_prefix)
+        now = utcnow()
     done: dict[str, int] = {}
     for name, job in JOBS:
         try:

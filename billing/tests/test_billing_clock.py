@@ -1,0 +1,126 @@
+"""The one clock: off in production (404), forward only on a test stack, read by every decision
+(access, the worker's expiry) of every process of the stack."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+import pytest_asyncio
+from billing.clock import CLOCK, OFFSET_KEY
+from billing.main import create_app
+from billing.worker.jobs import run_once
+from conftest import REDIS_PREFIX, as_service, as_user, make_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CLOCK_PREFIX = f"{REDIS_PREFIX}clock_test:"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def clock_app(database_url, fake_pay_api):
+    """A second API on the same database with the test clock on (its own Redis prefix)."""
+    settings = make_settings(
+        database_url, fake_pay_api.url, BILLING_TEST_CLOCK=1, BILLING_REDIS_PREFIX=CLOCK_PREFIX
+    )
+    app = create_app(settings, configure_logs=False)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://billing.test") as client:
+        yield app, client
+    resources = app.state.resources
+    async for key in resources.redis.scan_iter(match=f"{CLOCK_PREFIX}*"):
+        await resources.redis.delete(key)
+    CLOCK.reset_for_tests()  # the other tests run on the system time
+    await resources.aclose()
+
+
+async def test_the_clock_is_not_there_when_the_setting_is_off(client):
+    for method, path, body in (
+        ("GET", "/internal/v1/clock", None),
+        ("POST", "/internal/v1/clock/advance", {"seconds": 3600}),
+    ):
+        response = await client.request(method, path, json=body, headers=as_service("tests"))
+        assert response.status_code == 404, response.text
+        assert response.json()["code"] == "clock_not_found"
+    assert CLOCK.offset_seconds == 0
+
+
+async def test_a_user_token_cannot_move_the_clock(clock_app):
+    _, client = clock_app
+    response = await client.post(
+        "/internal/v1/clock/advance", json={"seconds": 60}, headers=as_user(uuid.uuid4())
+    )
+    assert response.status_code == 401
+    assert CLOCK.offset_seconds == 0
+
+
+async def test_the_clock_moves_forward_only(clock_app):
+    app, client = clock_app
+    headers = as_service("tests")
+    before = datetime.now(UTC)
+    moved = await client.post(
+        "/internal/v1/clock/advance", json={"seconds": 86400}, headers=headers
+    )
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["offset_seconds"] == 86400
+    now = datetime.fromisoformat(moved.json()["now"])
+    assert timedelta(days=1) <= now - before < timedelta(days=1, minutes=1)
+
+    target = now + timedelta(days=2)
+    to = await client.post(
+        "/internal/v1/clock/advance", json={"to": target.isoformat()}, headers=headers
+    )
+    assert to.status_code == 200, to.text
+    assert datetime.fromisoformat(to.json()["now"]) >= target
+
+    for body in ({"seconds": -60}, {"seconds": 0}, {"to": datetime.now(UTC).isoformat()}):
+        back = await client.post("/internal/v1/clock/advance", json=body, headers=headers)
+        assert back.status_code == 404, back.text
+        assert back.json()["code"] == "clock_backwards"
+    for body in ({}, {"seconds": 5, "to": target.isoformat()}, {"to": "2030-01-01T00:00:00"}):
+        bad = await client.post("/internal/v1/clock/advance", json=body, headers=headers)
+        assert bad.status_code == 422, bad.text
+    stored = await app.state.resources.redis.get(CLOCK_PREFIX + OFFSET_KEY)
+    assert float(stored) == pytest.approx(CLOCK.offset_seconds)
+    assert CLOCK.offset_seconds > 3 * 86400 - 60
+
+
+async def test_another_process_of_the_stack_reads_the_moved_clock(clock_app):
+    app, client = clock_app
+    # Another copy wrote the offset (the API reads it before each request).
+    await app.state.resources.redis.incrbyfloat(CLOCK_PREFIX + OFFSET_KEY, 7200)
+    answer = await client.get("/internal/v1/clock", headers=as_service("tests"))
+    assert answer.json()["offset_seconds"] == 7200
+
+
+async def test_access_and_the_worker_follow_the_moved_clock(clock_app, billing):
+    app, client = clock_app
+    film = uuid.uuid4()
+    plan_id = await billing.put_plan(film_ids=[str(film)], period_unit="day", period_count=30)
+    user = uuid.uuid4()
+    purchase = await billing.paid_subscription(user, plan_id)
+
+    async def access() -> dict:
+        response = await client.get(f"/api/v1/access/films/{film}", headers=as_user(user))
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    assert (await access())["allowed"] is True
+    await client.post(
+        "/internal/v1/clock/advance", json={"seconds": 29 * 86400}, headers=as_service("tests")
+    )
+    assert (await access())["allowed"] is True  # day 29 of 30
+    await client.post(
+        "/internal/v1/clock/advance", json={"seconds": 2 * 86400}, headers=as_service("tests")
+    )
+    assert (await access())["reason"] == "no_subscription"  # the cached "allowed" was dropped
+
+    # A worker pass without an explicit time reads the stack's clock and ends the period.
+    await run_once(app.state.resources)
+    status = await billing.scalar(
+        "SELECT status FROM subscriptions WHERE id = :s",
+        s=uuid.UUID(purchase["subscription"]["id"]),
+    )
+    assert status == "expired"
