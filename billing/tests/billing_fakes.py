@@ -39,6 +39,8 @@ class FakePayApi:
     cancel_outcome: str = "canceled"
     payments: dict[str, dict[str, Any]] = field(default_factory=dict)
     refunds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Stripe Customer id -> user id, as pay_api's customers table holds them.
+    customers: dict[str, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
 
@@ -57,6 +59,7 @@ class FakePayApi:
                 Route("/internal/v1/payments/{pid}/cancel", self._cancel, methods=["POST"]),
                 Route("/internal/v1/refunds", self._create_refund, methods=["POST"]),
                 Route("/internal/v1/refunds/{rid}", self._get_refund, methods=["GET"]),
+                Route("/internal/v1/customers/{cid}", self._get_customer, methods=["GET"]),
             ]
         )
 
@@ -146,6 +149,15 @@ class FakePayApi:
         if refund is None:
             return JSONResponse({"code": "refund_not_found", "message": "?"}, status_code=404)
         return JSONResponse(refund)
+
+    async def _get_customer(self, request: Request) -> JSONResponse:
+        await self._record(request)
+        if self.mode == "down":
+            return JSONResponse({"code": "unavailable", "message": "down"}, status_code=503)
+        cid = request.path_params["cid"]
+        if cid not in self.customers:
+            return JSONResponse({"code": "customer_not_found", "message": "?"}, status_code=404)
+        return JSONResponse({"stripe_customer_id": cid, "user_id": self.customers[cid]})
 
 
 class FakePayApiServer:

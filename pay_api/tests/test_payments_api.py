@@ -2,7 +2,7 @@
 
 import uuid
 
-from pay_api.payments.models import Payment
+from pay_api.payments.models import Customer, Payment
 
 from .conftest import auth
 
@@ -75,3 +75,21 @@ def test_unknown_payment_is_404(client):
     response = client.post(f"/pay/{uuid.uuid4()}/charge", json={"setup_intent_id": "seti_x"})
     assert response.status_code == 404
     assert response.json["code"] == "payment_not_found"
+
+
+def test_a_stripe_customer_names_its_user_for_billings_search(client, api, db):
+    user_id = uuid.uuid4()
+    payment = api.create_payment(user_id=user_id)
+    api.save_card(payment["payment_id"], "4242424242424242")  # creates the user's Customer
+    with db.transaction() as session:
+        customer_id = session.get(Customer, user_id).stripe_customer_id
+    assert customer_id.startswith("cus_")
+
+    response = client.get(f"/internal/v1/customers/{customer_id}", headers=auth())
+    assert response.status_code == 200
+    assert response.json == {"stripe_customer_id": customer_id, "user_id": str(user_id)}
+
+    unknown = client.get("/internal/v1/customers/cus_nobody", headers=auth())
+    assert unknown.status_code == 404 and unknown.json["code"] == "customer_not_found"
+    refused = client.get(f"/internal/v1/customers/{customer_id}", headers=auth(iss="movies"))
+    assert refused.status_code == 403

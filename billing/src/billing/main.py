@@ -24,6 +24,7 @@ from billing.internal.events import router as internal_events_router
 from billing.log import RequestIdMiddleware, configure_logging
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
+from billing.reports.router import router as reports_router
 from billing.resources import Resources
 from billing.subscriptions.router import router as subscriptions_router
 
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_events_router,
         internal_admin_router,
         internal_clock_router,
+        reports_router,
     ):
         app.include_router(router)
     return app

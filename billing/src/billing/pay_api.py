@@ -101,6 +101,10 @@ class PayApiClient:
             "GET", f"/internal/v1/refunds/{refund_id}", params={"refresh": "1"}
         )
 
+    async def find_customer(self, stripe_customer_id: str) -> dict[str, Any] | None:
+        """GET /internal/v1/customers/{stripe_customer_id} → {user_id, ...}; None if unknown."""
+        return await self._call_or_none("GET", f"/internal/v1/customers/{stripe_customer_id}")
+
     async def _call_or_none(self, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         try:
             return await self._call(method, path, **kwargs)

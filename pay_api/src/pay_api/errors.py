@@ -59,6 +59,10 @@ class RefundNotFound(PayApiError):
     status, code, message = 404, "refund_not_found", "No such refund."
 
 
+class CustomerNotFound(PayApiError):
+    status, code, message = 404, "customer_not_found", "No user has this Stripe Customer."
+
+
 class PaymentConflict(PayApiError):
     status, code, message = 409, "payment_conflict", "The payment exists with other parameters."
 

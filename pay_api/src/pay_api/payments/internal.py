@@ -13,7 +13,7 @@ from pay_api.payments.models import Payment
 from pay_api.payments.schemas import CreatePaymentIn
 from pay_api.validation import parse_body
 
-bp = Blueprint("payments_internal", __name__, url_prefix="/internal/v1/payments")
+bp = Blueprint("payments_internal", __name__, url_prefix="/internal/v1")
 
 
 def payment_url(payment_id: uuid.UUID) -> str:
@@ -39,7 +39,7 @@ def payment_body(payment: Payment, *, full: bool = True) -> dict:
     return body
 
 
-@bp.post("")
+@bp.post("/payments")
 @require_service("billing")
 def create_payment():
     data = parse_body(CreatePaymentIn)
@@ -55,7 +55,7 @@ def create_payment():
     return jsonify(payment_body(payment, full=False)), 201 if created else 200
 
 
-@bp.get("/<uuid:payment_id>")
+@bp.get("/payments/<uuid:payment_id>")
 @require_service("billing")
 def get_payment(payment_id: uuid.UUID):
     if request.args.get("refresh") in ("1", "true"):
@@ -65,8 +65,18 @@ def get_payment(payment_id: uuid.UUID):
     return jsonify(payment_body(payment))
 
 
-@bp.post("/<uuid:payment_id>/cancel")
+@bp.post("/payments/<uuid:payment_id>/cancel")
 @require_service("billing")
 def cancel_payment(payment_id: uuid.UUID):
     payment = service.cancel_payment(db=ext.db(), gateway=ext.gateway(), payment_id=payment_id)
     return jsonify(payment_body(payment))
+
+
+@bp.get("/customers/<string:stripe_customer_id>")
+@require_service("billing")
+def get_customer(stripe_customer_id: str):
+    """Whose Stripe Customer this is (billing's customer search asks; pay_api owns the link)."""
+    customer = service.find_customer(db=ext.db(), stripe_customer_id=stripe_customer_id)
+    return jsonify(
+        {"stripe_customer_id": customer.stripe_customer_id, "user_id": str(customer.user_id)}
+    )

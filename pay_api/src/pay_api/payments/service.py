@@ -22,12 +22,14 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from pay_api import failpoints
 from pay_api.db import Database
 from pay_api.errors import (
+    CustomerNotFound,
     GatewayRejected,
     GatewayUnavailable,
     PaymentConflict,
@@ -143,6 +145,17 @@ def get_payment(*, session: Session, payment_id: uuid.UUID, lock: bool = False) 
 def find_payment(*, db: Database, payment_id: uuid.UUID) -> Payment:
     with db.transaction() as session:
         return get_payment(session=session, payment_id=payment_id)
+
+
+def find_customer(*, db: Database, stripe_customer_id: str) -> Customer:
+    """The user's Customer row for a Stripe Customer id (404 customer_not_found)."""
+    with db.transaction() as session:
+        customer = session.scalar(
+            select(Customer).where(Customer.stripe_customer_id == stripe_customer_id)
+        )
+        if customer is None:
+            raise CustomerNotFound()
+        return customer
 
 
 def refresh_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> Payment:

@@ -1,0 +1,112 @@
+"""Read-only report endpoints for the admin (iss=admin): nothing here writes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from billing.auth import require_service
+from billing.db import SessionDep, utcnow
+from billing.errors import Unprocessable
+from billing.reports import export, figures, search, timeline
+from billing.reports.schemas import CustomerSearch, Granularity, Summary, Timeline
+
+router = APIRouter(
+    prefix="/internal/v1",
+    tags=["internal: reports (admin)"],
+    dependencies=[Depends(require_service("admin"))],
+)
+
+Currency = Annotated[str | None, Query(pattern="^[a-z]{3}$")]
+
+
+@router.get("/reports/summary", response_model=Summary, summary="The dashboard's figures")
+async def summary(
+    session: SessionDep,
+    date_from: date,
+    date_to: date,
+    granularity: Granularity = "day",
+) -> Summary:
+    return await figures.summary(
+        session=session,
+        date_from=date_from,
+        date_to=date_to,
+        granularity=granularity,
+        now=utcnow(),
+    )
+
+
+def _csv_answer(
+    request: Request, name: str, export_kind: export.Export, filters
+) -> StreamingResponse:
+    body = export.stream_csv(
+        sessionmaker=request.app.state.resources.sessionmaker,
+        export=export_kind,
+        filters=export.check_filter(filters, statuses=export_kind.statuses),
+    )
+    return StreamingResponse(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+    )
+
+
+@router.get(
+    "/reports/payments.csv",
+    summary="Payments as CSV, oldest first (streamed)",
+    response_class=StreamingResponse,
+)
+async def payments_csv(
+    request: Request,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    status: str | None = None,
+    currency: Currency = None,
+    plan_id: uuid.UUID | None = None,
+) -> StreamingResponse:
+    filters = export.ExportFilter(
+        date_from=date_from, date_to=date_to, status=status, currency=currency, plan_id=plan_id
+    )
+    return _csv_answer(request, "payments", export.PAYMENTS, filters)
+
+
+@router.get(
+    "/reports/refunds.csv",
+    summary="Refunds as CSV, oldest first (streamed)",
+    response_class=StreamingResponse,
+)
+async def refunds_csv(
+    request: Request,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    status: str | None = None,
+    currency: Currency = None,
+    plan_id: uuid.UUID | None = None,
+) -> StreamingResponse:
+    filters = export.ExportFilter(
+        date_from=date_from, date_to=date_to, status=status, currency=currency, plan_id=plan_id
+    )
+    return _csv_answer(request, "refunds", export.REFUNDS, filters)
+
+
+@router.get("/customers/search", response_model=CustomerSearch, summary="Find a customer")
+async def customer_search(
+    request: Request, session: SessionDep, q: Annotated[str, Query(max_length=255)]
+) -> CustomerSearch:
+    if not q.strip():
+        raise Unprocessable("Type a user, payment, refund or Stripe id.")
+    matches = await search.find_customers(
+        session=session, pay_api=request.app.state.resources.pay_api, query=q
+    )
+    return CustomerSearch(query=q.strip(), matches=matches)
+
+
+@router.get("/users/{user_id}/timeline", response_model=Timeline, summary="A customer's timeline")
+async def user_timeline(user_id: uuid.UUID, session: SessionDep) -> Timeline:
+    return Timeline(
+        user_id=user_id, items=await timeline.timeline(session=session, user_id=user_id)
+    )
