@@ -55,22 +55,28 @@ def _csv_answer(
     )
 
 
-@router.get(
-    "/reports/payments.csv",
-    summary="Payments as CSV, oldest first (streamed)",
-    response_class=StreamingResponse,
-)
-async def payments_csv(
-    request: Request,
+def export_filter(
     date_from: date | None = None,
     date_to: date | None = None,
     status: str | None = None,
     currency: Currency = None,
     plan_id: uuid.UUID | None = None,
-) -> StreamingResponse:
-    filters = export.ExportFilter(
+) -> export.ExportFilter:
+    """The query parameters both exports take (dates UTC, inclusive)."""
+    return export.ExportFilter(
         date_from=date_from, date_to=date_to, status=status, currency=currency, plan_id=plan_id
     )
+
+
+FilterDep = Annotated[export.ExportFilter, Depends(export_filter)]
+
+
+@router.get(
+    "/reports/payments.csv",
+    summary="Payments as CSV, oldest first (streamed)",
+    response_class=StreamingResponse,
+)
+async def payments_csv(request: Request, filters: FilterDep) -> StreamingResponse:
     return _csv_answer(request, "payments", export.PAYMENTS, filters)
 
 
@@ -79,17 +85,7 @@ async def payments_csv(
     summary="Refunds as CSV, oldest first (streamed)",
     response_class=StreamingResponse,
 )
-async def refunds_csv(
-    request: Request,
-    date_from: date | None = None,
-    date_to: date | None = None,
-    status: str | None = None,
-    currency: Currency = None,
-    plan_id: uuid.UUID | None = None,
-) -> StreamingResponse:
-    filters = export.ExportFilter(
-        date_from=date_from, date_to=date_to, status=status, currency=currency, plan_id=plan_id
-    )
+async def refunds_csv(request: Request, filters: FilterDep) -> StreamingResponse:
     return _csv_answer(request, "refunds", export.REFUNDS, filters)
 
 
