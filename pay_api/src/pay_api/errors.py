@@ -84,6 +84,21 @@ class RefundExceedsRemaining(PayApiError):
     message = "The refund is larger than what is left of the payment."
 
 
+class LinkInvalid(PayApiError):
+    status, code = 403, "link_invalid"
+    message = "This link is not valid. Use the latest link we emailed you."
+
+
+class LinkExpired(PayApiError):
+    status, code = 403, "link_expired"
+    message = "This link has expired. Use the latest link we emailed you."
+
+
+class NoSavedCard(PayApiError):
+    status, code = 409, "no_saved_card"
+    message = "The user has no saved card to charge; they must give one."
+
+
 class SetupIntentInvalid(PayApiError):
     status, code, message = 409, "setup_intent_invalid", "The card was not saved; try again."
 

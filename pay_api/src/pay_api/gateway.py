@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 WEBHOOK_TOLERANCE_SECONDS = 300
 WEBHOOK_NAME = "pay_api"  # localstripe's name for our registration
 CONNECT_TIMEOUT_SECONDS = 5.0
+# Stripe's decline code when an off-session charge needs the customer's 3-D Secure.
+AUTHENTICATION_REQUIRED = "authentication_required"
 
 
 class CardDeclined(PayApiError):
@@ -54,11 +56,19 @@ class LocalstripeDifferences:
       object. For refunds that would return money twice: refund creation is never retried by the
       SDK there (pay_api looks the refund up by `metadata.refund_id` before creating it again).
       Other creates (Customer, SetupIntent, PaymentIntent) leave at worst an unused object.
+    * Off-session confirmation (renewals). localstripe refuses `off_session` on confirm, so it is
+      sent to real Stripe only; then localstripe, not knowing the customer is away, answers a card
+      that needs 3-D Secure with `requires_action`, where real Stripe declines with the code
+      `authentication_required` (the intent back in `requires_payment_method`). `off_session_answer`
+      names localstripe's answer the way Stripe's reads, so pay_api and billing see one outcome:
+      `authentication_required`, finished by the customer on the emailed link either way
+      (`confirmCardPayment` with the client secret and the saved card: Stripe.js confirms again
+      with 3-D Secure; the mock completes the pending action).
     * Everything else is handled by the design (stored ids, our own refund cap, the reconciler) or
       by the wrapper scripts/localstripe_server.py (confirm with a new payment method).
     """
 
-    REAL_STRIPE_ONLY_PARAMS = frozenset({"description", "use_stripe_sdk"})
+    REAL_STRIPE_ONLY_PARAMS = frozenset({"description", "use_stripe_sdk", "off_session"})
 
     def __init__(self, active: bool) -> None:
         self.active = active
@@ -70,6 +80,17 @@ class LocalstripeDifferences:
 
     def retries_for_refund_create(self, configured: int) -> int:
         return 0 if self.active else configured
+
+    def off_session_answer(self, state: IntentState) -> IntentState:
+        """localstripe's `requires_action` after an off-session confirmation, read as Stripe's
+        `authentication_required` decline (see above)."""
+        if self.active and state.status == "requires_action":
+            return replace(
+                state,
+                failure_code=AUTHENTICATION_REQUIRED,
+                failure_message="This payment needs the cardholder's authentication.",
+            )
+        return state
 
 
 # --- plain data crossing the boundary -----------------------------------------------------------
@@ -283,16 +304,31 @@ class Gateway:
         return IntentState.from_stripe(intent)
 
     def confirm_payment_intent(
-        self, intent_id: str, *, payment_method_id: str, idempotency_key: str
+        self,
+        intent_id: str,
+        *,
+        payment_method_id: str,
+        idempotency_key: str,
+        off_session: bool = False,
     ) -> IntentState:
-        """Confirm with the customer present; a decline comes back as a state, not an error.
+        """Confirm with the customer present (or, `off_session`, away: a renewal); a decline comes
+        back as a state, not an error.
 
         A confirmation Stripe refuses because of the intent's state (already succeeded, canceled)
         also answers the current state: the caller applies whatever Stripe says.
         """
+        if off_session:
+            params = self.differences.params(
+                {"payment_method": payment_method_id, "off_session": True}
+            )
+            state = self._confirm(intent_id, params, idempotency_key)
+            return self.differences.off_session_answer(state)
         params = self.differences.params(
             {"payment_method": payment_method_id, "use_stripe_sdk": True}
         )
+        return self._confirm(intent_id, params, idempotency_key)
+
+    def _confirm(self, intent_id: str, params: dict[str, Any], idempotency_key: str) -> IntentState:
         try:
             with stripe_errors_mapped():
                 intent = self.client.v1.payment_intents.confirm(

@@ -10,7 +10,7 @@ from pay_api import extensions as ext
 from pay_api.auth import require_service
 from pay_api.payments import service
 from pay_api.payments.models import Payment
-from pay_api.payments.schemas import CreatePaymentIn
+from pay_api.payments.schemas import CreatePaymentIn, OffSessionChargeIn
 from pay_api.validation import parse_body
 
 bp = Blueprint("payments_internal", __name__, url_prefix="/internal/v1")
@@ -80,3 +80,14 @@ def get_customer(stripe_customer_id: str):
     return jsonify(
         {"stripe_customer_id": customer.stripe_customer_id, "user_id": str(customer.user_id)}
     )
+
+
+@bp.post("/payments/<uuid:payment_id>/charge-off-session")
+@require_service("billing")
+def charge_off_session(payment_id: uuid.UUID):
+    """A renewal: charge the user's saved card with the customer away (docs/contracts.md)."""
+    data = parse_body(OffSessionChargeIn)
+    payment = service.charge_off_session(
+        db=ext.db(), gateway=ext.gateway(), payment_id=payment_id, attempt=data.attempt
+    )
+    return jsonify(payment_body(payment))

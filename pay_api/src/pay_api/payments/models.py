@@ -22,6 +22,8 @@ class Customer(TimestampMixin, Base):
 
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # The card the user last paid with on a page (saved off-session): renewals charge it.
+    default_payment_method_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class Payment(TimestampMixin, Base):
@@ -50,6 +52,8 @@ class Payment(TimestampMixin, Base):
     # The payment method of the latest confirmation, and how many confirmations we sent.
     payment_method_id: Mapped[str | None] = mapped_column(String(255))
     confirm_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Renewals: billing's attempt number last confirmed off-session (each is confirmed once).
+    off_session_attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(Text)
     # Stripe's refunded total as we know it: our succeeded refunds + `refunded_outside`.

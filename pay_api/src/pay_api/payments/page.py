@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, jsonify, render_template
+from flask import Blueprint, jsonify, render_template, request
 
 from pay_api import extensions as ext
-from pay_api.errors import PaymentNotFound
+from pay_api.errors import LinkExpired, LinkInvalid, PaymentNotFound
+from pay_api.links import verify_link
 from pay_api.money import format_money
 from pay_api.payments import service
 from pay_api.payments.schemas import ChargeIn
@@ -27,8 +28,68 @@ def _payment_id(raw: str) -> uuid.UUID:
         raise PaymentNotFound() from None
 
 
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def _check_link(payment_id: uuid.UUID, use: str) -> None:
+    verify_link(
+        request.args.get("t"),
+        secret=ext.settings().service_jwt_secret,
+        payment_id=payment_id,
+        use=use,
+    )
+
+
 @bp.get("/<raw_id>")
 def show(raw_id: str):
+    return _payment_page(raw_id, template="pay.html")
+
+
+@bp.get("/<raw_id>/card")
+def card(raw_id: str):
+    """The emailed card-update link of a renewal: the payment page's flow (save a card with a
+    SetupIntent, charge the renewal's one PaymentIntent with it at once)."""
+    return _linked_page(raw_id, use="card", template="pay.html", card_update=True)
+
+
+@bp.get("/<raw_id>/authenticate")
+def authenticate_page(raw_id: str):
+    """The emailed authentication link of a renewal that needs 3-D Secure."""
+    return _linked_page(raw_id, use="authenticate", template="authenticate.html")
+
+
+def _linked_page(raw_id: str, *, use: str, template: str, card_update: bool = False):
+    try:
+        _check_link(_payment_id(raw_id), use)
+    except PaymentNotFound:
+        return render_template("not_found.html"), 404
+    except (LinkInvalid, LinkExpired) as error:
+        return render_template("link_error.html", message=error.message), 403, _PAGE_HEADERS
+    return _payment_page(raw_id, template=template, card_update=card_update)
+
+
+@bp.post("/<raw_id>/authenticate")
+def authenticate(raw_id: str):
+    """The secret and saved card the page hands to Stripe.js's `confirmCardPayment`."""
+    payment_id = _payment_id(raw_id)
+    _check_link(payment_id, "authenticate")
+    client_secret, payment_method_id = service.authentication_details(
+        db=ext.db(), gateway=ext.gateway(), payment_id=payment_id
+    )
+    return (
+        jsonify(
+            {
+                "client_secret": client_secret,
+                "payment_method_id": payment_method_id,
+                "publishable_key": ext.settings().stripe_publishable_key,
+            }
+        ),
+        200,
+        _PAGE_HEADERS,
+    )
+
+
+def _payment_page(raw_id: str, *, template: str, card_update: bool = False):
     try:
         payment = service.find_payment(db=ext.db(), payment_id=_payment_id(raw_id))
     except PaymentNotFound:
@@ -36,7 +97,8 @@ def show(raw_id: str):
     title, _, details = (payment.description or "Subscription").partition("\n")
     settings = ext.settings()
     response = render_template(
-        "pay.html",
+        template,
+        card_update=card_update,
         payment=payment,
         title=title.strip() or "Subscription",
         details=details.strip(),
@@ -49,9 +111,10 @@ def show(raw_id: str):
             "publishableKey": settings.stripe_publishable_key,
             "status": payment.status,
             "returnUrl": payment.return_url,
+            "linkToken": request.args.get("t"),
         },
     )
-    return response, 200, {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return response, 200, _PAGE_HEADERS
 
 
 @bp.post("/<raw_id>/setup-intent")

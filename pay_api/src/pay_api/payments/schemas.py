@@ -32,3 +32,9 @@ class CreatePaymentIn(BaseModel):
 
 class ChargeIn(BaseModel):
     setup_intent_id: str = Field(pattern=r"^seti_[A-Za-z0-9_]+$", max_length=255)
+
+
+class OffSessionChargeIn(BaseModel):
+    """billing's attempt number for this renewal payment (each is confirmed at most once)."""
+
+    attempt: StrictInt = Field(ge=1, le=1000)

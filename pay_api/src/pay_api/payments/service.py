@@ -32,6 +32,7 @@ from pay_api.errors import (
     CustomerNotFound,
     GatewayRejected,
     GatewayUnavailable,
+    NoSavedCard,
     PaymentConflict,
     PaymentNotFound,
     PaymentNotPayable,
@@ -221,7 +222,8 @@ def start_card_setup(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -
 def charge(
     *, db: Database, gateway: Gateway, payment_id: uuid.UUID, setup_intent_id: str
 ) -> ChargeAnswer:
-    """Charge the card saved by `setup_intent_id` (see the module docstring)."""
+    """Charge the card saved by `setup_intent_id` (see the module docstring); that card becomes
+    the user's card for renewals."""
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.is_final:
         return _answer_closed(payment)
@@ -237,8 +239,104 @@ def charge(
     ):
         raise SetupIntentInvalid()
     payment_method_id = setup.payment_method_id
+    with db.transaction() as session:
+        customer = session.get(Customer, payment.user_id, with_for_update=True)
+        customer.default_payment_method_id = payment_method_id
 
-    # Step 1: the intent exists and its id is committed before anything can confirm it.
+    answer = _ensure_intent(
+        db=db,
+        gateway=gateway,
+        payment_id=payment_id,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+    )
+    if answer is not None:
+        return answer
+
+    # Step 2: confirm, holding the row lock, and apply the answer in the same transaction.
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        answer = _not_confirmable(payment)
+        if answer is not None:
+            return answer
+        if payment.payment_method_id == payment_method_id and payment.confirm_attempts > 0:
+            # The same card again (double submit, or a retried request): no second confirmation,
+            # answer what Stripe says now — unless Stripe never got that confirmation (its answer
+            # was lost before it arrived), which leaves the intent waiting for one.
+            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+            state.apply_intent(session, payment, intent, current=True)
+            if intent.status != "requires_confirmation":
+                return _answer(payment, intent)
+        return _confirm(session, gateway, payment, payment_method_id, off_session=False)
+
+
+def charge_off_session(
+    *, db: Database, gateway: Gateway, payment_id: uuid.UUID, attempt: int
+) -> Payment:
+    """A renewal: charge the user's saved card with the customer away, as billing's `attempt`.
+
+    The same two steps as `charge`, on the payment's ONE PaymentIntent: every attempt and every
+    link the user follows confirms that intent again, never a new one. An attempt is confirmed
+    once (a repeated call answers the state), and never while the user is authenticating it."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.is_final:
+        return payment
+    with db.transaction() as session:
+        customer = session.get(Customer, payment.user_id)
+        customer_id = customer.stripe_customer_id if customer else None
+        payment_method_id = customer.default_payment_method_id if customer else None
+    if customer_id is None or payment_method_id is None:
+        raise NoSavedCard()
+    _ensure_intent(
+        db=db,
+        gateway=gateway,
+        payment_id=payment_id,
+        customer_id=customer_id,
+        payment_method_id=payment_method_id,
+    )
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        if (
+            attempt <= payment.off_session_attempt
+            or _not_confirmable(payment) is not None
+            or payment.stripe_status == "requires_action"  # the user is authenticating it
+        ):
+            return payment
+        payment.off_session_attempt = attempt
+        _confirm(session, gateway, payment, payment_method_id, off_session=True)
+        return payment
+
+
+def authentication_details(
+    *, db: Database, gateway: Gateway, payment_id: uuid.UUID
+) -> tuple[str, str]:
+    """(client secret, saved card) for the page that finishes a renewal with the user present:
+    Stripe.js confirms the SAME intent with them (`confirmCardPayment`), then the page syncs."""
+    payment = find_payment(db=db, payment_id=payment_id)
+    if payment.is_final or payment.status != "pending":
+        raise PaymentNotPayable(_closed_message(payment) if payment.is_final else None)
+    if payment.stripe_payment_intent_id is None or payment.payment_method_id is None:
+        raise PaymentNotPayable("This payment has nothing to authenticate.")
+    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    if intent.client_secret is None:
+        raise PaymentNotPayable("This payment has nothing to authenticate.")
+    return intent.client_secret, payment.payment_method_id
+
+
+# --- the charge's steps ------------------------------------------------------------------------
+
+
+def _ensure_intent(
+    *,
+    db: Database,
+    gateway: Gateway,
+    payment_id: uuid.UUID,
+    customer_id: str,
+    payment_method_id: str,
+) -> ChargeAnswer | None:
+    """Step 1: the intent exists and its id is committed before anything can confirm it.
+
+    Answers when the payment turns out settled (an `unknown` one Stripe already decided)."""
     settled: IntentState | None = None
     with db.transaction() as session:
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
@@ -266,66 +364,75 @@ def charge(
             payment.stripe_status = intent.status
     if settled is not None:
         return _answer(payment, settled)  # after the commit: a closed payment answers an error
+    return None
 
-    # Step 2: confirm, holding the row lock, and apply the answer in the same transaction.
-    with db.transaction() as session:
-        payment = get_payment(session=session, payment_id=payment_id, lock=True)
-        if payment.is_final:
-            return _answer_closed(payment)
-        intent_id = payment.stripe_payment_intent_id
-        assert intent_id is not None
-        if payment.status == "unknown":
-            # Another submit's confirmation lost its answer since step 1: no new attempt.
-            return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
-        if payment.status == "processing":
-            return ChargeAnswer("processing")  # money is moving: no new attempt
-        if payment.payment_method_id == payment_method_id and payment.confirm_attempts > 0:
-            # The same card again (double submit, or a retried request): no second confirmation,
-            # answer what Stripe says now — unless Stripe never got that confirmation (its answer
-            # was lost before it arrived), which leaves the intent waiting for one.
-            intent = gateway.retrieve_payment_intent(intent_id)
-            state.apply_intent(session, payment, intent, current=True)
-            if intent.status != "requires_confirmation":
-                return _answer(payment, intent)
-        payment.confirm_attempts += 1
-        payment.payment_method_id = payment_method_id
-        idempotency_key = (
-            f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
+
+def _not_confirmable(payment: Payment) -> ChargeAnswer | None:
+    """Step 2's guard (row lock held): an answer when no new confirmation may be sent."""
+    if payment.is_final:
+        return _answer_closed(payment)
+    assert payment.stripe_payment_intent_id is not None
+    if payment.status == "unknown":
+        # Another submit's confirmation lost its answer since step 1: no new attempt.
+        return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
+    if payment.status == "processing":
+        return ChargeAnswer("processing")  # money is moving: no new attempt
+    return None
+
+
+def _confirm(
+    session: Session,
+    gateway: Gateway,
+    payment: Payment,
+    payment_method_id: str,
+    *,
+    off_session: bool,
+) -> ChargeAnswer:
+    """Step 2's confirmation (row lock held) and Stripe's answer applied in the same transaction."""
+    intent_id = payment.stripe_payment_intent_id
+    payment.confirm_attempts += 1
+    payment.payment_method_id = payment_method_id
+    idempotency_key = (
+        f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
+    )
+    failpoint(failpoints.BEFORE_CONFIRM)
+    try:
+        intent = gateway.confirm_payment_intent(
+            intent_id,
+            payment_method_id=payment_method_id,
+            idempotency_key=idempotency_key,
+            off_session=off_session,
         )
-        failpoint(failpoints.BEFORE_CONFIRM)
-        try:
-            intent = gateway.confirm_payment_intent(
-                intent_id, payment_method_id=payment_method_id, idempotency_key=idempotency_key
-            )
-        except GatewayRejected as exc:
-            log.warning(
-                "stripe refused the confirmation",
-                extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
-            )
-            # Refused for another reason than the intent's state: nothing was charged.
-            intent = gateway.retrieve_payment_intent(intent_id)
-            state.apply_intent(session, payment, intent, current=True)
-            return _answer(payment, intent)
-        except GatewayUnavailable:
-            # Stripe may or may not have charged: say so (in the same transaction, with the
-            # attempt counted) instead of rolling back to a `pending` that invites paying again.
-            log.warning(
-                "stripe's answer to the confirmation was lost",
-                extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
-            )
-            state.lost_confirmation(session, payment)
-            return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
-        failpoint(failpoints.AFTER_CONFIRM)
-        state.apply_intent(session, payment, intent)
-        log.info(
-            "payment confirmed at stripe",
-            extra={
-                "payment_id": str(payment.id),
-                "stripe_status": intent.status,
-                "attempt": payment.confirm_attempts,
-            },
+    except GatewayRejected as exc:
+        log.warning(
+            "stripe refused the confirmation",
+            extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
         )
+        # Refused for another reason than the intent's state: nothing was charged.
+        intent = gateway.retrieve_payment_intent(intent_id)
+        state.apply_intent(session, payment, intent, current=True)
         return _answer(payment, intent)
+    except GatewayUnavailable:
+        # Stripe may or may not have charged: say so (in the same transaction, with the
+        # attempt counted) instead of rolling back to a `pending` that invites paying again.
+        log.warning(
+            "stripe's answer to the confirmation was lost",
+            extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
+        )
+        state.lost_confirmation(session, payment)
+        return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
+    failpoint(failpoints.AFTER_CONFIRM)
+    state.apply_intent(session, payment, intent)
+    log.info(
+        "payment confirmed at stripe",
+        extra={
+            "payment_id": str(payment.id),
+            "stripe_status": intent.status,
+            "attempt": payment.confirm_attempts,
+            "off_session": off_session,
+        },
+    )
+    return _answer(payment, intent)
 
 
 def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnswer:

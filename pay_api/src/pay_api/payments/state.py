@@ -76,7 +76,8 @@ def apply_intent(
     if moves:
         payment.status = new_status
         payment.stripe_status = intent.status
-        if intent.status == "requires_payment_method" and intent.failure_code:
+        if intent.failure_code and intent.status in ("requires_payment_method", "requires_action"):
+            # A decline, or (off-session, read by the gateway) `authentication_required`.
             payment.failure_code = intent.failure_code
             payment.failure_message = intent.failure_message
         elif new_status in ("succeeded", "processing") or intent.status == "requires_action":
