@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from conftest import as_user
+from sqlalchemy import text
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -170,6 +171,59 @@ async def test_a_held_plan_cannot_be_bought_again(billing):
     plan_id = await billing.put_plan()
     user = uuid.uuid4()
     await billing.paid_subscription(user, plan_id)
+    before = await billing.table_counts()
+    response = await billing.buy(user, plan_id)
+    assert (response.status_code, response.json()["code"]) == (409, "subscription_exists")
+    assert await billing.table_counts() == before
+
+
+async def _end_the_period(billing, subscription_id: str) -> None:
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE subscriptions SET current_period_start = now() - interval '31 days', "
+                "current_period_end = now() - interval '1 second' WHERE id = :s"
+            ),
+            {"s": uuid.UUID(subscription_id)},
+        )
+
+
+async def test_buying_again_after_the_period_ended_expires_the_old_one_as_the_worker_does(billing):
+    # The purchase expires an ended period the worker has not reached yet; it used to leave
+    # auto_renew on (only the worker's copy turned it off): both now go through one transition.
+    plan_id = await billing.put_plan()
+    user = uuid.uuid4()
+    old = (await billing.paid_subscription(user, plan_id))["subscription"]["id"]
+    await _end_the_period(billing, old)
+    response = await billing.buy(user, plan_id)
+    assert response.status_code == 201, response.text
+    row = await billing.scalar(
+        "SELECT row(status, auto_renew, ended_at IS NOT NULL)::text FROM subscriptions "
+        "WHERE id = :s",
+        s=uuid.UUID(old),
+    )
+    assert row == "(expired,f,t)"
+    assert (
+        await billing.count(
+            "outbox",
+            "payload->>'reason' = 'subscription expired' AND payload->>'user_id' = :u",
+            u=str(user),
+        )
+        == 1
+    )
+
+
+async def test_a_suspended_subscription_still_holds_its_plan(billing):
+    film = uuid.uuid4()
+    plan_id = await billing.put_plan(film_ids=[str(film)])
+    user = uuid.uuid4()
+    subscription = (await billing.paid_subscription(user, plan_id))["subscription"]["id"]
+    async with billing.resources.engine.begin() as conn:  # as a renewal's grace running out would
+        await conn.execute(
+            text("UPDATE subscriptions SET status = 'suspended' WHERE id = :s"),
+            {"s": uuid.UUID(subscription)},
+        )
+    assert (await billing.access(user, film))["allowed"] is False
     before = await billing.table_counts()
     response = await billing.buy(user, plan_id)
     assert (response.status_code, response.json()["code"]) == (409, "subscription_exists")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from billing.auth import require_service
 from billing.db import SessionDep, utcnow
 from billing.outbox import commit
-from billing.payments.events import EventResult, PaymentEvent, apply_event
+from billing.settlement.events import EventResult, PaymentEvent, apply_event
 
 router = APIRouter(
     prefix="/internal/v1",

@@ -15,14 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
-from billing.errors import GatewayError, GatewayUnavailable, PaymentNotFound
-from billing.outbox import commit, note_access_change
-from billing.pay_api import PayApiRejected, PayApiUnavailable
+from billing.errors import PaymentNotFound
+from billing.outbox import note_access_change
+from billing.payments import state
 from billing.payments.models import LedgerEntry, Payment
 from billing.payments.schemas import AdminPaymentOut, PaymentOut, RefundOut
-from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES, may_move
+from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES
 from billing.refunds.models import Refund
-from billing.resources import Resources
+from billing.subscriptions import state as subscription_state
 from billing.subscriptions.models import LIVE_STATUSES, Subscription
 from billing.subscriptions.periods import period_end
 
@@ -135,14 +135,12 @@ async def apply_gateway_status(
     newer_news = reported_at is not None and (
         payment.processing_reported_at is None or reported_at > payment.processing_reported_at
     )
-    if not may_move(payment.status, target, by_reconciler=by_reconciler, newer_news=newer_news):
+    before = payment.status
+    if not state.move(payment, target, now=now, by_reconciler=by_reconciler, newer_news=newer_news):
         return False
     logger.info(
-        "payment moved",
-        extra={"payment_id": str(payment.id), "from": payment.status, "to": target},
+        "payment moved", extra={"payment_id": str(payment.id), "from": before, "to": target}
     )
-    payment.status = target
-    payment.updated_at = now
     if target == "succeeded":
         payment.failure_code = payment.failure_message = None
         await _on_succeeded(session, payment=payment, now=now)
@@ -184,7 +182,7 @@ async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetim
     )
     payment.succeeded_at = now
     subscription = await lock_subscription(session, payment.subscription_id)
-    if subscription.status not in ("incomplete", "incomplete_expired"):
+    if not subscription_state.may("activate", subscription.status):
         # Renewals are not built yet; a first payment only ever completes an incomplete one.
         _flag(subscription, f"payment {payment.id} succeeded while {subscription.status}", now)
         return
@@ -205,19 +203,14 @@ async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetim
             return
     start = now
     end = period_end(start, unit=subscription.period_unit, count=subscription.period_count)
-    subscription.status = "active"
-    subscription.current_period_start, subscription.current_period_end = start, end
-    subscription.ended_at = None
-    subscription.updated_at = now
+    subscription_state.activate(subscription, start=start, end=end, now=now)
     payment.period_start, payment.period_end = start, end
     note_access_change(session, subscription.user_id, "subscription activated")
 
 
 async def _on_unpaid(session: AsyncSession, *, payment: Payment, now: datetime) -> None:
     subscription = await lock_subscription(session, payment.subscription_id)
-    if subscription.status == "incomplete":
-        subscription.status = "incomplete_expired"
-        subscription.ended_at = subscription.updated_at = now
+    subscription_state.expire_incomplete(subscription, now=now)
 
 
 def _flag(subscription: Subscription, note: str, now: datetime) -> None:
@@ -225,9 +218,7 @@ def _flag(subscription: Subscription, note: str, now: datetime) -> None:
         "subscription needs attention",
         extra={"subscription_id": str(subscription.id), "note": note},
     )
-    subscription.needs_attention = True
-    subscription.attention_note = note
-    subscription.updated_at = now
+    subscription_state.flag(subscription, note, now=now)
 
 
 # --- registration with pay_api -------------------------------------------------------------
@@ -247,67 +238,3 @@ async def claim(
     )
     await session.commit()
     return claimed is not None
-
-
-async def register(
-    *,
-    resources: Resources,
-    payment_id: uuid.UUID,
-    now: datetime,
-    raise_errors: bool,
-    claimed: bool = False,
-) -> None:
-    """Create the payment at pay_api if it is still `created` (idempotent by payment id).
-
-    `claimed`: the caller (the worker) already holds the row's lease."""
-    settings = resources.settings
-    async with resources.sessionmaker() as session:
-        if not claimed and not await claim(
-            session,
-            Payment,
-            payment_id,
-            Payment.status == "created",
-            now=now,
-            seconds=settings.worker_claim_seconds,
-        ):
-            return  # someone else registers it right now, or it moved on
-        payment = await session.get(Payment, payment_id)
-        try:
-            answer = await resources.pay_api.register_payment(
-                payment_id=str(payment.id),
-                user_id=str(payment.user_id),
-                amount=payment.amount,
-                currency=payment.currency,
-                description=payment.description,
-                return_url=settings.return_url_for(str(payment.id)),
-            )
-        except (PayApiUnavailable, PayApiRejected) as exc:
-            payment = await lock_payment(session, payment_id)
-            payment.claimed_until = None
-            schedule_check(payment, now=now, settings=settings, retry=True)
-            await session.commit()
-            if isinstance(exc, PayApiRejected):
-                logger.error(
-                    "pay_api refused a payment",
-                    extra={"payment_id": str(payment_id), "code": exc.code},
-                )
-                if raise_errors:
-                    raise GatewayError(
-                        f"The payment gateway refused the payment ({exc.code})."
-                    ) from exc
-            elif raise_errors:
-                raise GatewayUnavailable() from exc
-            return
-        payment = await lock_payment(session, payment_id)
-        payment.claimed_until = None
-        await apply_gateway_status(
-            session,
-            payment=payment,
-            status=str(answer.get("status", "pending")),
-            now=now,
-            settings=settings,
-            payment_intent_id=answer.get("stripe_payment_intent_id"),
-            failure_code=answer.get("failure_code"),
-            failure_message=answer.get("failure_message"),
-        )
-        await commit(session, resources.access_cache)

@@ -1,4 +1,5 @@
-"""The payment state machine: which status may follow which. Pure, no I/O.
+"""The payment state machine: which status may follow which, and the ONE place a payment's status
+is written (`move`, `settle_refunds`). Pure, no I/O: callers lock the payment row first.
 
     created → pending → processing → succeeded | failed | canceled | expired
     succeeded → partially_refunded → refunded          (driven by refunds)
@@ -6,16 +7,23 @@
              confirmation at Stripe, which pay_api reports as `unknown`); only the reconciler
              leaves it.
 
-Moves go up the rank table only, so a late or repeated event never moves a payment backwards.
-One move down is real and allowed: `processing → pending`, when the attempt failed asynchronously
-at Stripe (or needs confirming again) and the user may pay again — but only on news newer than what
-moved it to `processing` (an event pay_api wrote later, or an answer billing asked for later).
+Moves go up the rank table, so a late or repeated event never moves a payment backwards.
 `succeeded` ranks above the unpaid finals on purpose: if Stripe charged after we gave up
 (a cancel that lost the race), the money was taken and billing must say so.
-The only downward moves are explicit: a failed refund restores `refunded → succeeded/partially`.
+
+Three moves go down, each explicit:
+* `processing → pending`, when the attempt failed asynchronously at Stripe (or needs confirming
+  again) and the user may pay again — only on news newer than what moved it to `processing` (an
+  event pay_api wrote later, or an answer billing asked for later);
+* out of `unknown`, to whatever Stripe says — only by the reconciler;
+* a refund that failed (or a bank returned) restores `refunded → partially_refunded | succeeded`
+  (`settle_refunds`: the status follows the total of succeeded refunds).
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
 
 PAYMENT_STATUSES = (
     "created",
@@ -65,6 +73,41 @@ def may_move(
     if new == "unknown":
         return current in ("created", "pending", "processing")
     return RANK[new] > RANK[current]
+
+
+class _Payment(Protocol):
+    status: str
+    updated_at: datetime
+
+
+def move(
+    payment: _Payment,
+    new: str,
+    *,
+    now: datetime,
+    by_reconciler: bool = False,
+    newer_news: bool = False,
+) -> bool:
+    """Move a (locked) payment to `new` if `may_move` allows it; True if it moved."""
+    if not may_move(payment.status, new, by_reconciler=by_reconciler, newer_news=newer_news):
+        return False
+    payment.status = new
+    payment.updated_at = now
+    return True
+
+
+def settle_refunds(
+    payment: _Payment, *, amount: int, refunded_succeeded: int, now: datetime
+) -> bool:
+    """A charged payment's status from the total of its succeeded refunds (up, or back down when a
+    refund failed); True if it changed."""
+    if payment.status not in PAID_STATUSES:
+        return False
+    new = status_after_refunds(amount=amount, refunded_succeeded=refunded_succeeded)
+    changed = new != payment.status
+    payment.status = new
+    payment.updated_at = now
+    return changed
 
 
 def status_after_refunds(*, amount: int, refunded_succeeded: int) -> str:

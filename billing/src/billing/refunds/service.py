@@ -29,10 +29,10 @@ from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import LedgerEntry, Payment
 from billing.payments.service import claim, lock_payment, lock_subscription
-from billing.payments.state import REFUNDABLE_STATUSES, refund_may_move, status_after_refunds
+from billing.payments.state import REFUNDABLE_STATUSES, refund_may_move, settle_refunds
 from billing.refunds.models import Refund
 from billing.resources import Resources
-from billing.subscriptions.models import LIVE_STATUSES
+from billing.subscriptions import state as subscription_state
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +126,7 @@ async def reserve(
     )
     if end_subscription:
         subscription = await lock_subscription(session, payment.subscription_id)
-        if subscription.status in LIVE_STATUSES:
-            subscription.status = "refunded"
-            subscription.auto_renew = False
-            subscription.ended_at = subscription.updated_at = now
+        if subscription_state.end_by_refund(subscription, now=now):
             note_access_change(session, subscription.user_id, "subscription refunded")
     try:
         await session.flush()
@@ -189,21 +186,23 @@ async def apply_refund_status(
             subscription = await lock_subscription(session, payment.subscription_id)
             if subscription.status == "refunded":
                 # Not silently reactivated: the user was told it ended; a manager decides.
-                subscription.needs_attention = True
-                subscription.attention_note = (
+                subscription_state.flag(
+                    subscription,
                     f"refund {refund.id} {status} ({failure_code or 'no code'}) after it ended "
-                    "this subscription; the money was not returned"
+                    "this subscription; the money was not returned",
+                    now=now,
                 )
-                subscription.updated_at = now
                 logger.error(
                     "subscription needs attention",
                     extra={"subscription_id": str(subscription.id), "refund_id": str(refund.id)},
                 )
     await session.flush()
-    payment.status = status_after_refunds(
-        amount=payment.amount, refunded_succeeded=await succeeded_total(session, payment.id)
+    settle_refunds(
+        payment,
+        amount=payment.amount,
+        refunded_succeeded=await succeeded_total(session, payment.id),
+        now=now,
     )
-    payment.updated_at = now
     if status == "pending":
         refund.next_check_at = now + timedelta(seconds=settings.reconcile_base_seconds)
     return True

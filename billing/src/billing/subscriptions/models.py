@@ -1,4 +1,5 @@
-"""Subscriptions: a user's hold of a plan, period by period."""
+"""Subscriptions: a user's hold of a plan, period by period. Their status is written only by
+`billing.subscriptions.state`."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ SUBSCRIPTION_STATUSES = (
     "incomplete_expired",  # the first payment never completed; the user may buy again
     "active",
     "past_due",  # a renewal failed; access kept during a grace period
+    "suspended",  # a renewal's retries and grace ran out; no access, the plan still held
     "canceled",  # auto-renew off; access until current_period_end
     "expired",  # the paid period ended
     "refunded",  # ended at once by a refund
@@ -34,7 +36,7 @@ SUBSCRIPTION_STATUSES = (
 # Statuses that give access while the period lasts.
 PAID_STATUSES = ("active", "past_due", "canceled")
 # At most one of these per (user, plan): the partial unique index below.
-LIVE_STATUSES = ("incomplete", *PAID_STATUSES)
+LIVE_STATUSES = ("incomplete", *PAID_STATUSES, "suspended")
 
 
 def _in(values: tuple[str, ...]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +27,8 @@ from billing.plans.schemas import Money
 from billing.refunds import service as refunds
 from billing.refunds.models import Refund
 from billing.resources import Resources
+from billing.settlement.registration import register
+from billing.subscriptions import state
 from billing.subscriptions.models import PAID_STATUSES, Subscription
 from billing.subscriptions.schemas import CancelOut, PurchaseOut, SubscriptionOut
 
@@ -66,19 +68,9 @@ async def purchase(
     settings = resources.settings
     plan = await plans.get_buyable(session=session, plan_id=plan_id)
     # A paid period that ended but that the worker has not expired yet no longer holds the plan.
-    ended = await session.scalars(
-        update(Subscription)
-        .where(
-            Subscription.user_id == user_id,
-            Subscription.plan_id == plan_id,
-            Subscription.status.in_(PAID_STATUSES),
-            Subscription.current_period_end <= now,
-        )
-        .values(status="expired", ended_at=now, updated_at=now)
-        .returning(Subscription.id)
+    await expire_ended(
+        session, Subscription.user_id == user_id, Subscription.plan_id == plan_id, now=now
     )
-    if ended.first() is not None:
-        note_access_change(session, user_id, "subscription expired")
 
     status_code = 200
     payment = await _open_first_payment(session, user_id, plan_id)
@@ -92,17 +84,14 @@ async def purchase(
         )
         if held is not None:
             raise SubscriptionExists()
-        subscription = Subscription(
-            id=uuid.uuid4(),
+        subscription = state.begin(
+            subscription_id=uuid.uuid4(),
             user_id=user_id,
             plan_id=plan_id,
-            status="incomplete",
             period_unit=plan.period_unit,
             period_count=plan.period_count,
             refund_window_days=plan.refund_window_days,
-            auto_renew=True,
-            created_at=now,
-            updated_at=now,
+            now=now,
         )
         payment_id = uuid.uuid4()
         payment = Payment(
@@ -136,10 +125,32 @@ async def purchase(
     payment_id = payment.id
     await commit(session, resources.access_cache)
     if payment.status == "created":
-        await payments.register(
-            resources=resources, payment_id=payment_id, now=now, raise_errors=True
-        )
+        await register(resources=resources, payment_id=payment_id, now=now, raise_errors=True)
     return status_code, await _purchase_out(session, payment_id)
+
+
+async def expire_ended(
+    session: AsyncSession, *where, now: datetime, limit: int | None = None, skip_locked=False
+) -> int:
+    """Paid periods that ended (among the subscriptions matching `where`): `expired`, and the
+    users' cached access decisions dropped through the outbox. Flushed, not committed."""
+    ended = await session.scalars(
+        select(Subscription)
+        .where(
+            Subscription.status.in_(PAID_STATUSES), Subscription.current_period_end <= now, *where
+        )
+        .order_by(Subscription.current_period_end)
+        .limit(limit)
+        .with_for_update(skip_locked=skip_locked)
+        .execution_options(populate_existing=True)
+    )
+    count = 0
+    for subscription in ended:
+        if state.expire(subscription, now=now):
+            note_access_change(session, subscription.user_id, "subscription expired")
+            count += 1
+    await session.flush()  # the sessions do not autoflush: later reads must see it
+    return count
 
 
 async def list_for_user(*, session: AsyncSession, user_id: uuid.UUID) -> list[Subscription]:
@@ -225,7 +236,7 @@ async def cancel(
         return await _refunded_answer(session, subscription)
     if subscription.status == "canceled":
         return _canceled_answer(subscription)
-    if subscription.status not in ("active", "past_due"):
+    if not state.may("cancel_at_period_end", subscription.status):
         raise SubscriptionNotCancelable(
             f"A subscription in status {subscription.status} cannot be canceled."
         )
@@ -269,10 +280,7 @@ async def cancel(
         return await _refunded_answer(session, subscription)
 
     subscription = await payments.lock_subscription(session, subscription.id)
-    if subscription.status in ("active", "past_due"):
-        subscription.status = "canceled"
-        subscription.auto_renew = False
-        subscription.canceled_at = subscription.updated_at = now
+    if state.cancel_at_period_end(subscription, now=now):
         note_access_change(session, user_id, "subscription canceled")
     await commit(session, resources.access_cache)
     if subscription.status == "refunded":

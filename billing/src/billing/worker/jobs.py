@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
@@ -16,21 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import CLOCK, wall_now
 from billing.db import utcnow
-from billing.outbox import (
-    TOPIC_CATALOG_CHANGED,
-    OutboxMessage,
-    commit,
-    note_access_change,
-)
+from billing.outbox import TOPIC_CATALOG_CHANGED, OutboxMessage, commit
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
+from billing.payments import state
 from billing.payments.models import Payment
-from billing.payments.outside import record_refunded_outside
-from billing.payments.service import (
-    apply_gateway_status,
-    lock_payment,
-    register,
-    schedule_check,
-)
+from billing.payments.service import lock_payment, schedule_check
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.refunds.models import Refund
 from billing.refunds.service import (
@@ -40,7 +32,9 @@ from billing.refunds.service import (
     submit,
 )
 from billing.resources import Resources
-from billing.subscriptions.models import PAID_STATUSES, Subscription
+from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.settlement.registration import register
+from billing.subscriptions.service import expire_ended
 
 logger = logging.getLogger(__name__)
 
@@ -156,43 +150,31 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
             "pay_api refused a cancel", extra={"payment_id": str(payment_id), "code": exc.code}
         )
         found, lost = True, True
-    async with resources.sessionmaker() as session:
-        payment = await lock_payment(session, payment_id)
-        payment.claimed_until = None
+    async with _leased_payment(resources, payment_id) as (session, payment):
         if lost:
             # The cancel may or may not have happened: only the reconciler may decide now.
-            if payment.status in ("created", "pending"):
-                payment.status, payment.updated_at = "unknown", now
+            if payment.status in ("created", "pending") and state.move(payment, "unknown", now=now):
                 schedule_check(payment, now=now, settings=settings, retry=False)
         elif not found:
             # pay_api never had it, so nobody can pay it: expire it here.
-            await apply_gateway_status(
-                session, payment=payment, status="canceled", now=now, settings=settings
+            await apply_payment_report(
+                session,
+                payment=payment,
+                report=PaymentReport(status="canceled"),
+                now=now,
+                settings=settings,
             )
         elif answer:
-            await apply_gateway_status(
+            await apply_payment_report(
                 session,
                 payment=payment,
-                status=str(answer.get("status")),
+                report=PaymentReport.from_answer(answer, asked_at=asked_at),
                 now=now,
                 settings=settings,
-                failure_code=answer.get("failure_code"),
-                failure_message=answer.get("failure_message"),
-                reported_at=asked_at,
-            )
-            await record_refunded_outside(
-                session,
-                payment=payment,
-                amount_refunded=answer.get("amount_refunded"),
-                refunded_outside=answer.get("refunded_outside"),
-                now=now,
-                settings=settings,
-                reported_at=asked_at,
             )
         if payment.status == "processing":
             # Money is moving (or we could not tell): keep it open, ask again on the back-off.
             schedule_check(payment, now=now, settings=settings, retry=True)
-        await commit(session, resources.access_cache)
 
 
 async def reconcile_payments(resources: Resources, now: datetime) -> int:
@@ -217,39 +199,19 @@ async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: d
         failed = False
     except PayApiError:
         answer, failed = None, True
-    async with resources.sessionmaker() as session:
-        payment = await lock_payment(session, payment_id)
-        payment.claimed_until = None
+    async with _leased_payment(resources, payment_id) as (session, payment):
         moved = False
-        if answer is not None:
-            moved = await apply_gateway_status(
-                session,
-                payment=payment,
-                status=str(answer.get("status")),
-                now=now,
-                settings=settings,
-                failure_code=answer.get("failure_code"),
-                failure_message=answer.get("failure_message"),
-                payment_intent_id=answer.get("stripe_payment_intent_id"),
-                by_reconciler=True,
-                reported_at=asked_at,
+        if answer is not None or (not failed and payment.status == "unknown"):
+            # No answer from a pay_api that works: it never had the payment, nothing was charged.
+            report = (
+                PaymentReport.from_answer(answer, asked_at=asked_at)
+                if answer is not None
+                else PaymentReport(status="canceled")
             )
-            recorded = await record_refunded_outside(
+            moved = await apply_payment_report(
                 session,
                 payment=payment,
-                amount_refunded=answer.get("amount_refunded"),
-                refunded_outside=answer.get("refunded_outside"),
-                now=now,
-                settings=settings,
-                reported_at=asked_at,
-            )
-            moved = moved or recorded
-        elif not failed and payment.status == "unknown":
-            # pay_api never had it: nothing can be charged.
-            moved = await apply_gateway_status(
-                session,
-                payment=payment,
-                status="canceled",
+                report=report,
                 now=now,
                 settings=settings,
                 by_reconciler=True,
@@ -260,6 +222,17 @@ async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: d
             )
         if payment.status in OPEN_PAYMENT_STATUSES and not moved:
             schedule_check(payment, now=now, settings=settings, retry=True)
+
+
+@asynccontextmanager
+async def _leased_payment(
+    resources: Resources, payment_id: uuid.UUID
+) -> AsyncIterator[tuple[AsyncSession, Payment]]:
+    """The worker's leased payment, row-locked and its lease released; committed on the way out."""
+    async with resources.sessionmaker() as session:
+        payment = await lock_payment(session, payment_id)
+        payment.claimed_until = None
+        yield session, payment
         await commit(session, resources.access_cache)
 
 
@@ -322,25 +295,11 @@ async def reconcile_refunds(resources: Resources, now: datetime) -> int:
 async def expire_subscriptions(resources: Resources, now: datetime) -> int:
     """(d) Paid periods that ended: `expired`, and the users' cached decisions dropped."""
     async with resources.sessionmaker() as session:
-        due = (
-            select(Subscription.id)
-            .where(Subscription.status.in_(PAID_STATUSES), Subscription.current_period_end <= now)
-            .limit(resources.settings.worker_batch_size)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        expired = await expire_ended(
+            session, now=now, limit=resources.settings.worker_batch_size, skip_locked=True
         )
-        users = list(
-            await session.scalars(
-                update(Subscription)
-                .where(Subscription.id.in_(due))
-                .values(status="expired", ended_at=now, updated_at=now, auto_renew=False)
-                .returning(Subscription.user_id)
-            )
-        )
-        for user_id in set(users):
-            note_access_change(session, user_id, "subscription expired")
         await commit(session, resources.access_cache)
-    return len(users)
+    return expired
 
 
 async def deliver_outbox(resources: Resources, now: datetime) -> int:

@@ -15,11 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.config import Settings
 from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
 from billing.payments.models import ProcessedEvent
-from billing.payments.outside import record_refunded_outside
-from billing.payments.service import apply_gateway_status, lock_payment
+from billing.payments.service import lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
 from billing.refunds.models import REFUND_STATUSES
 from billing.refunds.service import apply_refund_status, lock_refund
+from billing.settlement.answers import PaymentReport, apply_payment_report
 
 
 class PaymentEvent(BaseModel):
@@ -92,28 +92,22 @@ async def apply_event(
     if first_time is None:
         return False
     if refund is None:
-        moved = await apply_gateway_status(
+        moved = await apply_payment_report(
             session,
             payment=payment,
-            status=event.status,
+            report=PaymentReport(
+                status=event.status,
+                failure_code=event.failure_code,
+                failure_message=event.failure_message,
+                payment_intent_id=event.stripe_id,
+                # Refunds made outside billing show only in Stripe's refunded total.
+                amount_refunded=event.amount_refunded,
+                refunded_outside=event.refunded_outside,
+                reported_at=_aware(event.occurred_at),
+            ),
             now=now,
             settings=settings,
-            failure_code=event.failure_code,
-            failure_message=event.failure_message,
-            payment_intent_id=event.stripe_id,
-            reported_at=_aware(event.occurred_at),
         )
-        # Refunds made outside billing show only in Stripe's refunded total.
-        recorded = await record_refunded_outside(
-            session,
-            payment=payment,
-            amount_refunded=event.amount_refunded,
-            refunded_outside=event.refunded_outside,
-            now=now,
-            settings=settings,
-            reported_at=_aware(event.occurred_at),
-        )
-        moved = moved or recorded
     else:
         if refund.submitted_at is None:
             refund.submitted_at = now  # pay_api has it, whatever our call's fate was
