@@ -161,16 +161,32 @@ def find_customer(*, db: Database, stripe_customer_id: str) -> Customer:
 
 def refresh_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> Payment:
     """Ask Stripe for the intent's state and apply it (the reconciler's call)."""
+    payment, _ = _refreshed(db=db, gateway=gateway, payment_id=payment_id)
+    return payment
+
+
+def _refreshed(
+    *, db: Database, gateway: Gateway, payment_id: uuid.UUID
+) -> tuple[Payment, IntentState | None]:
+    """The payment after Stripe's current view of its intent was applied, and that view (None
+    when there is no intent: Stripe knows nothing that we do not)."""
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.stripe_payment_intent_id is None:
-        return payment  # no intent: Stripe knows nothing that we do not
+        return payment, None
     with db.transaction() as session:
-        # Asked under the row lock (as `charge` confirms under it): the snapshot cannot predate a
-        # confirmation applied meanwhile, which matters since processing may go back to pending.
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
-        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-        state.apply_intent(session, payment, intent, current=True)
-        return payment
+        return payment, _apply_stripe_now(session, gateway, payment)
+
+
+def _apply_stripe_now(session: Session, gateway: Gateway, payment: Payment) -> IntentState:
+    """Stripe's view of the payment's intent, asked under the payment's row lock and applied.
+
+    Asked under the lock (as the charge confirms under it), the snapshot cannot predate a
+    confirmation applied meanwhile, which matters since processing may go back to pending."""
+    assert payment.stripe_payment_intent_id is not None
+    intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
+    state.apply_intent(session, payment, intent, current=True)
+    return intent
 
 
 def cancel_payment(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> Payment:
@@ -227,22 +243,9 @@ def charge(
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.is_final:
         return _answer_closed(payment)
-    with db.transaction() as session:
-        customer = session.get(Customer, payment.user_id)
-        customer_id = customer.stripe_customer_id if customer else None
-    setup = gateway.retrieve_setup_intent(setup_intent_id)
-    if (
-        customer_id is None
-        or setup.customer_id != customer_id
-        or setup.status != "succeeded"
-        or not setup.payment_method_id
-    ):
-        raise SetupIntentInvalid()
-    payment_method_id = setup.payment_method_id
-    with db.transaction() as session:
-        customer = session.get(Customer, payment.user_id, with_for_update=True)
-        customer.default_payment_method_id = payment_method_id
-
+    customer_id, payment_method_id = _save_card(
+        db=db, gateway=gateway, user_id=payment.user_id, setup_intent_id=setup_intent_id
+    )
     answer = _ensure_intent(
         db=db,
         gateway=gateway,
@@ -263,8 +266,7 @@ def charge(
             # The same card again (double submit, or a retried request): no second confirmation,
             # answer what Stripe says now — unless Stripe never got that confirmation (its answer
             # was lost before it arrived), which leaves the intent waiting for one.
-            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-            state.apply_intent(session, payment, intent, current=True)
+            intent = _apply_stripe_now(session, gateway, payment)
             if intent.status != "requires_confirmation":
                 return _answer(payment, intent)
         return _confirm(session, gateway, payment, payment_method_id, off_session=False)
@@ -326,6 +328,28 @@ def authentication_details(
 # --- the charge's steps ------------------------------------------------------------------------
 
 
+def _save_card(
+    *, db: Database, gateway: Gateway, user_id: uuid.UUID, setup_intent_id: str
+) -> tuple[str, str]:
+    """Step 0: the card the page saved (its SetupIntent, checked to be this user's and done)
+    becomes the user's card for renewals. Returns (customer id, payment method id)."""
+    with db.transaction() as session:
+        customer = session.get(Customer, user_id)
+        customer_id = customer.stripe_customer_id if customer else None
+    setup = gateway.retrieve_setup_intent(setup_intent_id)
+    if (
+        customer_id is None
+        or setup.customer_id != customer_id
+        or setup.status != "succeeded"
+        or not setup.payment_method_id
+    ):
+        raise SetupIntentInvalid()
+    with db.transaction() as session:
+        customer = session.get(Customer, user_id, with_for_update=True)
+        customer.default_payment_method_id = setup.payment_method_id
+    return customer_id, setup.payment_method_id
+
+
 def _ensure_intent(
     *,
     db: Database,
@@ -346,9 +370,7 @@ def _ensure_intent(
             # The answer to an earlier confirmation was lost: learn what Stripe did before
             # anything else, so a confirmation that charged is never sent again (one that never
             # reached Stripe leaves the payment pending, and it is confirmed below).
-            assert payment.stripe_payment_intent_id is not None
-            intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-            state.apply_intent(session, payment, intent, current=True)
+            intent = _apply_stripe_now(session, gateway, payment)
             if payment.status != "pending":
                 settled = intent
         elif payment.stripe_payment_intent_id is None:
@@ -409,9 +431,7 @@ def _confirm(
             extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
         )
         # Refused for another reason than the intent's state: nothing was charged.
-        intent = gateway.retrieve_payment_intent(intent_id)
-        state.apply_intent(session, payment, intent, current=True)
-        return _answer(payment, intent)
+        return _answer(payment, _apply_stripe_now(session, gateway, payment))
     except GatewayUnavailable:
         # Stripe may or may not have charged: say so (in the same transaction, with the
         # attempt counted) instead of rolling back to a `pending` that invites paying again.
@@ -437,14 +457,10 @@ def _confirm(
 
 def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnswer:
     """After 3-D Secure in the browser: Stripe's current state, applied and answered."""
-    payment = find_payment(db=db, payment_id=payment_id)
-    if payment.stripe_payment_intent_id is None:
+    payment, intent = _refreshed(db=db, gateway=gateway, payment_id=payment_id)
+    if intent is None:
         return ChargeAnswer("pending") if not payment.is_final else _answer_closed(payment)
-    with db.transaction() as session:
-        payment = get_payment(session=session, payment_id=payment_id, lock=True)
-        intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)  # see refresh
-        state.apply_intent(session, payment, intent, current=True)
-        return _answer(payment, intent)
+    return _answer(payment, intent)
 
 
 def page_status(payment: Payment) -> dict:

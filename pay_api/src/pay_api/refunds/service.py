@@ -155,9 +155,8 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
             )
         except GatewayRejected as exc:
             # Stripe said no for good: the refund failed (and billing is told).
-            refund.status = "failed"
-            refund.failure_reason = exc.stripe_code or "gateway_rejected"
-            outbox.add_refund_event(session, refund, payment)
+            if _move(refund, "failed", failure_reason=exc.stripe_code or "gateway_rejected"):
+                _changed(session, refund, payment)
             exceeded = exc.stripe_code in _EXCEEDS_CODES
             log.warning(
                 "stripe refused the refund",
@@ -200,20 +199,31 @@ def apply_refund(
         refund.stripe_refund_id = state.id
         changed = True
     new_status = _STRIPE_TO_OURS.get(state.status, "pending")
-    if _may_move(refund.status, new_status):
-        if refund.status == "succeeded":
-            log.warning(
-                "a succeeded refund failed later",
-                extra={"refund_id": str(refund.id), "status": new_status},
-            )
-        refund.status = new_status
-        refund.failure_reason = state.failure_reason if new_status == "failed" else None
-        changed = True
+    changed = _move(refund, new_status, failure_reason=state.failure_reason) or changed
     if changed:
-        session.flush()
-        totals.recount(session, payment)
-        outbox.add_refund_event(session, refund, payment)
+        _changed(session, refund, payment)
     return changed
+
+
+def _move(refund: Refund, new_status: str, *, failure_reason: str | None) -> bool:
+    """The one place a refund's status is written: only the moves `_may_move` allows."""
+    if not _may_move(refund.status, new_status):
+        return False
+    if refund.status == "succeeded":
+        log.warning(
+            "a succeeded refund failed later",
+            extra={"refund_id": str(refund.id), "status": new_status},
+        )
+    refund.status = new_status
+    refund.failure_reason = failure_reason if new_status == "failed" else None
+    return True
+
+
+def _changed(session: Session, refund: Refund, payment: Payment) -> None:
+    """After a refund changed: the payment's refunded total recounted, billing told (outbox)."""
+    session.flush()
+    totals.recount(session, payment)
+    outbox.add_refund_event(session, refund, payment)
 
 
 def _may_move(current: str, new: str) -> bool:
