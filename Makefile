@@ -6,16 +6,18 @@ PYTEST := $(VENV)/bin/pytest
 PYTHON_VERSION ?= python3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help install up down restart status demo test test-unit test-integration token lint format \
+.PHONY: help install up down reset restart status logs demo test test-unit test-integration token lint format \
 	requirements report chaos bench clean
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+# a venv that can install (python3-venv installed when missing; a half-made .venv made again)
 $(PY):
-	$(PYTHON_VERSION) -m venv $(VENV) || python3 -m venv $(VENV)
+	@scripts/ensure_venv.sh $(VENV) $(PYTHON_VERSION)
 
 $(VENV)/.installed: $(PY) requirements.txt billing/pyproject.toml pay_api/pyproject.toml etl/pyproject.toml
+	@scripts/ensure_venv.sh $(VENV) $(PYTHON_VERSION)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e billing -e pay_api -e etl
@@ -23,16 +25,23 @@ $(VENV)/.installed: $(PY) requirements.txt billing/pyproject.toml pay_api/pyproj
 
 install: $(VENV)/.installed ## create .venv and install the pinned requirements and the services
 
-up: install ## start the whole system in the background (offline defaults), print the URLs
+up: install ## start the whole system in the background (offline defaults), keeping its data; print the URLs
 	@scripts/stack.sh up
 
-down: ## stop everything `make up` started
+down: ## stop everything `make up` started (the data stays for the next `make up`)
 	@scripts/stack.sh down
+
+reset: install ## stop, delete the system's data (databases, localstripe, ETL state), start it empty
+	@scripts/stack.sh reset
 
 restart: down up ## down, then up
 
 status: ## which services run
 	@scripts/stack.sh status
+
+# make logs                 follow every service's log;  make logs SERVICE=billing   one service
+logs: ## follow the logs (JSON lines): all, or SERVICE=<name>
+	@scripts/stack.sh logs $(SERVICE)
 
 demo: install ## play the user scenario against the running system (after `make up`)
 	@$(PY) scripts/demo.py
@@ -88,6 +97,6 @@ requirements: $(PY) ## recompile requirements.txt from requirements.in
 	$(VENV)/bin/pip-compile -q --no-emit-index-url --no-emit-find-links --strip-extras \
 		-o requirements.txt requirements.in
 
-clean: down ## stop everything (our own PostgreSQL/Redis too) and remove var/
+clean: down ## stop everything (our own PostgreSQL/Redis too) and remove var/: every piece of data
 	@scripts/stack.sh stop-datastores
 	rm -rf var

@@ -1,13 +1,15 @@
 """Run localstripe (the offline fake Stripe) the way this project needs it.
 
-    python scripts/localstripe_server.py --port 8420 --data-dir var/localstripe
+    python scripts/localstripe_server.py --port 8420 --data-dir var/localstripe [--fresh]
 
-Differences from ``localstripe --from-scratch`` (localstripe 1.15.10), all applied at runtime to
-the installed package, none of its code copied:
+Differences from ``localstripe`` (localstripe 1.15.10), all applied at runtime to the installed
+package, none of its code copied:
 
 * listens on 127.0.0.1 only (localstripe binds every interface, IPv4 and IPv6);
-* starts with an empty store every time, and keeps its pickle file in ``--data-dir`` instead of
-  ``/tmp/localstripe.pickle`` (shared by every user and every copy on the machine);
+* keeps its pickle file in ``--data-dir`` instead of ``/tmp/localstripe.pickle`` (shared by every
+  user and every copy on the machine), written whole (a temporary file renamed) and loaded again
+  at the next start, so Stripe's side outlives a restart as billing's and pay_api's databases do
+  (``--fresh`` deletes it first: an empty store, as ``localstripe --from-scratch``);
 * one fidelity fix, so pay_api runs the same code as against real Stripe:
   ``POST /v1/payment_intents/{id}/confirm`` accepts ``payment_method``. localstripe answers
   500 "Not implemented" to it, and after a charge-time decline (card 4000000000000341) keeps the
@@ -39,11 +41,12 @@ PICKLE_NAME = "localstripe.pickle"
 CONFIRMABLE_STATUSES = ("requires_payment_method", "requires_confirmation", "requires_action")
 
 
-def keep_store_in(data_dir: Path) -> None:
-    """Point localstripe's persistence at ``data_dir`` and start from an empty store."""
+def keep_store_in(data_dir: Path, *, fresh: bool = False) -> None:
+    """Point localstripe's persistence at ``data_dir`` and load what it holds (nothing if fresh)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     pickle_path = data_dir / PICKLE_NAME
-    pickle_path.unlink(missing_ok=True)
+    if fresh:
+        pickle_path.unlink(missing_ok=True)
 
     def dump_to_disk(store: resources.Store) -> None:
         # Written to a temporary file and renamed: a reader never sees half a file.
@@ -53,12 +56,14 @@ def keep_store_in(data_dir: Path) -> None:
         os.replace(tmp_name, pickle_path)
 
     def try_load_from_disk(store: resources.Store) -> None:
-        # Fresh state on every start: nothing is loaded (the file is removed above).
-        return None
+        store.clear()
+        if pickle_path.exists():
+            with pickle_path.open("rb") as file:
+                dict.update(store, pickle.load(file))  # noqa: S301 - our own file
 
     resources.Store.dump_to_disk = dump_to_disk
     resources.Store.try_load_from_disk = try_load_from_disk
-    resources.store.clear()
+    resources.store.try_load_from_disk()
 
 
 def allow_confirm_with_new_payment_method() -> None:
@@ -104,9 +109,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8420)
     parser.add_argument("--host", default="127.0.0.1", help="loopback only by default")
     parser.add_argument("--data-dir", type=Path, default=Path("var/localstripe"))
+    parser.add_argument("--fresh", action="store_true", help="forget the stored objects first")
     args = parser.parse_args()
 
-    keep_store_in(args.data_dir.resolve())
+    keep_store_in(args.data_dir.resolve(), fresh=args.fresh)
     allow_confirm_with_new_payment_method()
 
     from aiohttp import web

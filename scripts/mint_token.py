@@ -34,7 +34,11 @@ def main() -> int:
     try:
         user_id = str(uuid.UUID(args.user))
     except ValueError:
-        print(f"not a user id: {args.user!r}; use: make token USER=<uuid>", file=sys.stderr)
+        print(
+            f"not a user id: {args.user!r}; use make token USER=<user id> (a user token)"
+            " or make token SERVICE=<name> (a service token, e.g. movies)",
+            file=sys.stderr,
+        )
         return 2
     print(user_token(settings, user_id, args.ttl))
     return 0

@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Runs the whole system as local background processes.
 #
+#   scripts/stack.sh up [--fresh]  checks the ports, then datastores, databases, migrations, every
+#                                 service; returns once all answer and billing holds the admin's
+#                                 catalog, then prints the URLs. Keeps every piece of data (the
+#                                 databases, localstripe's objects, the ETL's watermark); when the
+#                                 stack already runs it says so and changes nothing; when it fails
+#                                 it stops what it started. --fresh wipes the data first.
+#   scripts/stack.sh down         stops every service of this data folder, and the PostgreSQL and
+#                                 Redis that its `up` started (if it did)
+#   scripts/stack.sh reset        down, wipe this stack's data (as `up --fresh`), up again
 #   scripts/stack.sh datastores   PostgreSQL and Redis: use the ones answering, else start our own
-#   scripts/stack.sh up [--fresh] datastores, databases, migrations, demo data, every service; waits
-#                                 until all answer, then prints the URLs (--fresh drops the databases;
-#                                 always so offline, where localstripe starts empty)
-#   scripts/stack.sh down         stops every service this data folder started
 #   scripts/stack.sh stop-datastores  stops the PostgreSQL and Redis we started (if we did)
 #   scripts/stack.sh start|stop|kill NAME...   one service (kill = SIGKILL, a crash)
 #   scripts/stack.sh status       what runs, with pids
+#   scripts/stack.sh logs [NAME]  follows the logs (all, or one service's)
 #   scripts/stack.sh env          prints the effective settings (KEY=value), for other scripts
 #
-# Settings: the caller's environment, then .env, then .env.example (first one wins). The database
-# and service URLs are derived from the ports unless set explicitly.
+# Settings, the one source for the stack, the demo and every test suite: the caller's environment,
+# then .env, then what this script chose for its own PostgreSQL (var/datastores/chosen.env), then
+# .env.example (first one wins). The database and service URLs are derived from the ports unless set.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
+DEFAULTED=" "  # the keys that came from .env.example (the user did not choose them)
 load_env_file() {
   local file=$1 line key value
   [ -f "$file" ] || return 0
@@ -24,44 +32,66 @@ load_env_file() {
     case "$line" in '' | \#*) continue ;; esac
     key=${line%%=*}
     value=${line#*=}
-    [ -n "${!key+x}" ] || export "$key=$value"
+    if [ -z "${!key+x}" ]; then
+      export "$key=$value"
+      [ "$file" != .env.example ] || DEFAULTED+="$key "
+    fi
   done <"$file"
 }
 load_env_file .env
+# Our own PostgreSQL and Redis (only if none answer) live in one place for every stack of this
+# checkout, so the development and the test stacks share them.
+DATASTORE_DIR=${DATASTORE_DIR:-$ROOT/var/datastores}
+CHOSEN_ENV=$DATASTORE_DIR/chosen.env
+load_env_file "$CHOSEN_ENV"
 load_env_file .env.example
 
 DATA_DIR=$(mkdir -p "$DATA_DIR" && cd "$DATA_DIR" && pwd)
 LOG_DIR=$DATA_DIR/log
 RUN_DIR=$DATA_DIR/run
-# Our own PostgreSQL and Redis (only if none answer) live in one place for every stack of this
-# checkout, so the development and the test stack share them.
-DATASTORE_DIR=${DATASTORE_DIR:-$ROOT/var/datastores}
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 BIN=$(dirname "$PY")
 
-pg=postgresql://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT
-export ADMIN_DATABASE_URL=${ADMIN_DATABASE_URL:-$pg/${DB_PREFIX}_admin}
-export BILLING_DATABASE_URL=${BILLING_DATABASE_URL:-postgresql+asyncpg://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT/${DB_PREFIX}_billing}
-export PAY_API_DATABASE_URL=${PAY_API_DATABASE_URL:-postgresql+psycopg://$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT/${DB_PREFIX}_pay_api}
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/$REDIS_DB}
-export ADMIN_URL=${ADMIN_URL:-http://127.0.0.1:$ADMIN_PORT}
-export BILLING_URL=${BILLING_URL:-http://127.0.0.1:$BILLING_PORT}
-export PAY_API_URL=${PAY_API_URL:-http://127.0.0.1:$PAY_API_PORT}
-export PAY_API_PUBLIC_URL=${PAY_API_PUBLIC_URL:-http://127.0.0.1:$PAY_API_PORT}
-if [ "${STRIPE_OFFLINE:-1}" = 1 ]; then
-  export STRIPE_API_BASE=${STRIPE_API_BASE:-http://127.0.0.1:$LOCALSTRIPE_PORT}
-  export STRIPE_JS_URL=${STRIPE_JS_URL:-http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/}
-  export STRIPE_REGISTER_WEBHOOK=${STRIPE_REGISTER_WEBHOOK:-1}
-else
-  export STRIPE_API_BASE=${STRIPE_API_BASE:-} STRIPE_JS_URL=${STRIPE_JS_URL:-}
-  export STRIPE_REGISTER_WEBHOOK=${STRIPE_REGISTER_WEBHOOK:-0}
-fi
+DERIVED=" "
+derive() {
+  # derive NAME VALUE: NAME is VALUE unless the user set it (derived again when a port changes)
+  if [ -z "${!1:-}" ] || [[ $DERIVED == *" $1 "* ]]; then
+    export "$1=$2"
+    DERIVED+="$1 "
+  fi
+}
+
+derive_settings() {
+  local pg=$POSTGRES_USER@$POSTGRES_HOST:$POSTGRES_PORT
+  derive ADMIN_DATABASE_URL "postgresql://$pg/${DB_PREFIX}_admin"
+  derive BILLING_DATABASE_URL "postgresql+asyncpg://$pg/${DB_PREFIX}_billing"
+  derive PAY_API_DATABASE_URL "postgresql+psycopg://$pg/${DB_PREFIX}_pay_api"
+  derive REDIS_URL "redis://127.0.0.1:$REDIS_PORT/$REDIS_DB"
+  derive ADMIN_URL "http://127.0.0.1:$ADMIN_PORT"
+  derive BILLING_URL "http://127.0.0.1:$BILLING_PORT"
+  derive PAY_API_URL "http://127.0.0.1:$PAY_API_PORT"
+  derive PAY_API_PUBLIC_URL "http://127.0.0.1:$PAY_API_PORT"
+  # where the payment page's "Back to the cinema" link goes (billing passes it as the return URL)
+  derive CINEMA_URL "$ADMIN_URL/"
+  if [ "${STRIPE_OFFLINE:-1}" = 1 ]; then
+    derive STRIPE_API_BASE "http://127.0.0.1:$LOCALSTRIPE_PORT"
+    derive STRIPE_JS_URL "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/"
+    derive STRIPE_REGISTER_WEBHOOK 1
+  else
+    export STRIPE_API_BASE=${STRIPE_API_BASE:-} STRIPE_JS_URL=${STRIPE_JS_URL:-}
+    derive STRIPE_REGISTER_WEBHOOK 0
+  fi
+}
+derive_settings
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.local}
 # Local stacks (development, demo, tests) may move billing's clock forward; production never sets it.
 export BILLING_TEST_CLOCK=${BILLING_TEST_CLOCK:-1}
 export ETL_STATE_FILE=${ETL_STATE_FILE:-$DATA_DIR/etl/state.json}
 export DATA_DIR PYTHONUNBUFFERED=1
+
+SERVICES=(billing billing-worker pay_api pay_api-worker admin etl)
+STARTED_DATASTORES=()  # what this run started: `up` records it, so that `down` stops it again
 
 say() { printf '%s\n' "$*" >&2; }
 
@@ -104,27 +134,63 @@ sys.exit(0 if s.recv(16).startswith(b"+PONG") else 1)
 EOF
 }
 
+port_taken() {
+  "$PY" -c "import socket, sys; s = socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1', $1)) == 0 else 1)"
+}
+
+postgres_data_dir() {
+  # the cluster we start ourselves: in the datastore folder, or elsewhere when the postgres user
+  # cannot reach it (e.g. a checkout under /root)
+  if [ "$(id -u)" = 0 ] && ! as_postgres test -x "$DATASTORE_DIR"; then
+    echo "/var/tmp/cinema-billing-postgres-$(printf '%s' "$DATASTORE_DIR" | md5sum | cut -c1-8)"
+  else
+    echo "$DATASTORE_DIR/postgres"
+  fi
+}
+
+choose_own_postgres_port() {
+  # A server on the default port refuses us (Debian's own cluster asks a password over TCP): ours
+  # goes on the next free port, remembered in chosen.env so every later command uses it.
+  local port=$POSTGRES_PORT
+  while port_taken "$port"; do port=$((port + 1)); done
+  say "PostgreSQL on $POSTGRES_HOST:$POSTGRES_PORT refuses $POSTGRES_USER without a password;" \
+    "starting our own on port $port (remembered in $CHOSEN_ENV)"
+  mkdir -p "$DATASTORE_DIR"
+  printf '# chosen by scripts/stack.sh: the server on the default port refused us\nPOSTGRES_PORT=%s\n' \
+    "$port" >"$CHOSEN_ENV"
+  export POSTGRES_PORT=$port
+  derive_settings
+}
+
 ensure_postgres() {
   postgres_answers && return 0
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || apt_install postgresql
   postgres_answers && return 0
-  local bin data=$DATASTORE_DIR/postgres
+  if port_taken "$POSTGRES_PORT"; then
+    if [[ $DEFAULTED != *" POSTGRES_PORT "* ]]; then
+      say "PostgreSQL on $POSTGRES_HOST:$POSTGRES_PORT (your POSTGRES_PORT) does not let" \
+        "$POSTGRES_USER in without a password; allow it (trust) or set POSTGRES_PORT to a free" \
+        "port, where make up starts its own"
+      return 1
+    fi
+    choose_own_postgres_port
+  fi
+  local bin data
+  data=$(postgres_data_dir)
   bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
   mkdir -p "$DATASTORE_DIR"
-  if [ "$(id -u)" = 0 ] && ! as_postgres test -x "$DATASTORE_DIR"; then
-    # the postgres user cannot reach this checkout (e.g. under /root): keep the cluster elsewhere
-    data=/var/tmp/cinema-billing-postgres-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
-    say "PostgreSQL: $DATASTORE_DIR is not reachable by the postgres user; using $data"
-  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     mkdir -p "$data"
     [ "$(id -u)" = 0 ] && chown postgres "$data"
     say "PostgreSQL: creating a cluster in $data"
-    as_postgres "$bin/initdb" -D "$data" -U "$POSTGRES_USER" --auth=trust >/dev/null
+    # UTF-8 whatever the locale of this shell (none set gives SQL_ASCII, and text as bytes)
+    as_postgres "$bin/initdb" -D "$data" -U "$POSTGRES_USER" --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 >/dev/null
   fi
   say "PostgreSQL: starting our own on $POSTGRES_HOST:$POSTGRES_PORT"
   as_postgres "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w \
     -o "-p $POSTGRES_PORT -c listen_addresses=$POSTGRES_HOST -k $data" start >/dev/null
+  STARTED_DATASTORES+=(postgres)
   postgres_answers
 }
 
@@ -136,18 +202,54 @@ ensure_redis() {
   redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
     --dir "$DATASTORE_DIR/redis" --logfile "$DATASTORE_DIR/redis/redis.log" \
     --pidfile "$DATASTORE_DIR/redis/redis.pid"
+  STARTED_DATASTORES+=(redis)
   for _ in $(seq 50); do redis_answers && return 0; sleep 0.1; done
   say "Redis did not start"; return 1
 }
 
-ensure_databases() {
-  local fresh=$1 db
-  for db in "${DB_PREFIX}_admin" "${DB_PREFIX}_billing" "${DB_PREFIX}_pay_api"; do
-    if [ "$fresh" = 1 ]; then postgres_sql "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; fi
+stop_postgres() {
+  local data bin
+  data=$(postgres_data_dir)
+  [ -f "$data/postmaster.pid" ] || return 0
+  bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")
+  as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null && say "stopped our PostgreSQL"
+}
+
+stop_redis() {
+  local pidfile=$DATASTORE_DIR/redis/redis.pid
+  [ -f "$pidfile" ] || return 0
+  kill "$(cat "$pidfile")" 2>/dev/null && say "stopped our Redis"
+  rm -f "$pidfile"
+}
+
+DATABASES=("${DB_PREFIX}_admin" "${DB_PREFIX}_billing" "${DB_PREFIX}_pay_api")
+
+create_databases() {
+  # creates the missing ones (UTF-8 whatever the server's default); says whether admin's was new
+  local db
+  ADMIN_DATABASE_CREATED=0
+  for db in "${DATABASES[@]}"; do
     if [ -z "$(postgres_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
-      postgres_sql "CREATE DATABASE \"$db\""
+      postgres_sql "CREATE DATABASE \"$db\" TEMPLATE template0 ENCODING 'UTF8'"
+      [ "$db" != "${DB_PREFIX}_admin" ] || ADMIN_DATABASE_CREATED=1
     fi
   done
+}
+
+wipe_data() {
+  # every piece of this stack's data: databases, localstripe's objects, the ETL's watermark and
+  # billing's Redis keys (its access cache)
+  local db
+  for db in "${DATABASES[@]}"; do postgres_sql "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)"; done
+  rm -rf "$DATA_DIR/localstripe" "$ETL_STATE_FILE"
+  "$PY" - "${BILLING_REDIS_PREFIX:-billing:}" <<'EOF'
+import os, sys
+import redis
+client = redis.Redis.from_url(os.environ["REDIS_URL"])
+for key in client.scan_iter(match=sys.argv[1] + "*", count=1000):
+    client.delete(key)
+EOF
+  say "wiped the data of $DB_PREFIX (databases, localstripe, ETL state, Redis keys)"
 }
 
 migrate() {
@@ -168,6 +270,14 @@ start() {
 is_running() {
   local pidfile=$RUN_DIR/$1.pid
   [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
+}
+
+running_services() {
+  local pidfile
+  for pidfile in "$RUN_DIR"/*.pid; do
+    [ -f "$pidfile" ] || continue
+    if is_running "$(basename "$pidfile" .pid)"; then basename "$pidfile" .pid; fi
+  done
 }
 
 wait_http() {
@@ -192,18 +302,18 @@ port_of() {
   esac
 }
 
-port_taken() {
-  "$PY" -c "import socket, sys; s = socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1', $1)) == 0 else 1)"
-}
-
-start_service() {
-  # the one place that says how each process of the system is started
+check_port() {
   local port
   port=$(port_of "$1")
   if [ -n "$port" ] && ! is_running "$1" && port_taken "$port"; then
     say "port $port for $1 is taken by another process; set ${1^^}_PORT (see .env.example)"
     return 1
   fi
+}
+
+start_service() {
+  # the one place that says how each process of the system is started
+  check_port "$1"
   case "$1" in
     localstripe) start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
       --data-dir "$DATA_DIR/localstripe" ;;
@@ -257,25 +367,58 @@ cmd_datastores() {
   ensure_redis
 }
 
+print_urls() {
+  cat <<EOF
+  admin panel   $ADMIN_URL/admin/   (login $ADMIN_USERNAME / $ADMIN_PASSWORD)
+  billing API   $BILLING_URL/docs
+  pay_api       $PAY_API_URL/health   (payment pages at $PAY_API_PUBLIC_URL/pay/<payment id>)
+EOF
+  if [ "$STRIPE_OFFLINE" = 1 ]; then
+    echo "  localstripe   http://127.0.0.1:$LOCALSTRIPE_PORT/v1/customers   (Stripe's API: curl -u $STRIPE_SECRET_KEY: <url>)"
+  fi
+  echo "Logs: make logs (files in $LOG_DIR). Stop: make down. Wipe the data: make reset."
+}
+
+undo_failed_up() {
+  # a failed `up` leaves nothing half-started
+  local status=$?
+  trap - EXIT
+  [ "$status" = 0 ] && return 0
+  say "make up failed: stopping what it started"
+  cmd_down
+  exit "$status"
+}
+
 cmd_up() {
-  local fresh=0
+  local fresh=0 name running
   [ "${1:-}" = --fresh ] && fresh=1
-  # Offline, localstripe starts empty every time; databases that remembered its customers and
-  # intents would point at objects that no longer exist, so they start empty too.
-  [ "$STRIPE_OFFLINE" = 1 ] && fresh=1
+  running=$(running_services | tr '\n' ' ')
+  if [ -n "$running" ]; then
+    echo "Cinema Billing is already running (${running% }); nothing changed."
+    echo "make status shows each service, make down stops them, make reset wipes the data."
+    print_urls
+    return 0
+  fi
+  # every port is checked before anything is changed
+  if [ "$STRIPE_OFFLINE" = 1 ]; then check_port localstripe; fi
+  for name in billing pay_api admin; do check_port "$name"; done
+
+  trap undo_failed_up EXIT
   cmd_datastores
-  ensure_databases "$fresh"
-  if [ "$fresh" = 1 ]; then rm -f "$ETL_STATE_FILE"; fi
+  printf '%s\n' "${STARTED_DATASTORES[@]}" >"$RUN_DIR/datastores"
+  if [ "$fresh" = 1 ]; then wipe_data; fi
+  create_databases
   mkdir -p "$(dirname "$ETL_STATE_FILE")"
   migrate
-  "$PY" admin/manage.py load_demo_data >"$LOG_DIR/demo-data.log" 2>&1
+  if [ "$ADMIN_DATABASE_CREATED" = 1 ]; then
+    "$PY" admin/manage.py load_demo_data >"$LOG_DIR/demo-data.log" 2>&1
+  fi
   "$PY" admin/manage.py ensure_superuser >>"$LOG_DIR/demo-data.log" 2>&1
 
-  if [ "$STRIPE_OFFLINE" = 1 ]; then
-    start_service localstripe
-    wait_http localstripe "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/"
-  fi
-  for name in billing billing-worker pay_api pay_api-worker admin etl; do start_service "$name"; done
+  if [ "$STRIPE_OFFLINE" = 1 ]; then cmd_start localstripe; fi
+  for name in "${SERVICES[@]}"; do
+    [ "$name" = etl ] || start_service "$name"
+  done
   # More copies of the workers (WORKER_COPIES=2): they share the work through SKIP LOCKED.
   for copy in $(seq 2 "${WORKER_COPIES:-1}"); do
     start_service "billing-worker-$copy"
@@ -284,49 +427,69 @@ cmd_up() {
   wait_http billing "$BILLING_URL/health"
   wait_http pay_api "$PAY_API_URL/health"
   wait_http admin "$ADMIN_URL/health"
-  cat <<EOF
-Cinema Billing is up (logs in $LOG_DIR):
-  admin panel   $ADMIN_URL/admin/   (login $ADMIN_USERNAME / $ADMIN_PASSWORD)
-  billing API   $BILLING_URL/docs
-  pay_api       $PAY_API_URL   (payment pages at $PAY_API_PUBLIC_URL/pay/<payment id>)
-EOF
-  if [ "$STRIPE_OFFLINE" = 1 ]; then echo "  localstripe   $STRIPE_API_BASE"; fi
+  # "up" means billing holds the admin's catalog: one ETL pass now, then the ETL on its schedule
+  if ! "$PY" -m etl --once >>"$LOG_DIR/etl.log" 2>&1; then
+    say "the first copy of the catalog to billing failed; the end of $LOG_DIR/etl.log:"
+    tail -n 20 "$LOG_DIR/etl.log" >&2
+    return 1
+  fi
+  start_service etl
+  trap - EXIT
+  echo "Cinema Billing is up:"
+  print_urls
 }
 
 cmd_down() {
-  local pidfile
+  local pidfile datastore
   for pidfile in "$RUN_DIR"/*.pid; do
     [ -f "$pidfile" ] || continue
     stop_service "$(basename "$pidfile" .pid)"
   done
+  if [ -f "$RUN_DIR/datastores" ]; then
+    while read -r datastore; do
+      case "$datastore" in postgres) stop_postgres ;; redis) stop_redis ;; esac
+    done <"$RUN_DIR/datastores"
+    rm -f "$RUN_DIR/datastores"
+  fi
+}
+
+cmd_reset() {
+  cmd_down
+  cmd_datastores
+  wipe_data
+  cmd_up
 }
 
 cmd_stop_datastores() {
   # only the PostgreSQL and Redis this checkout started itself
-  local data=$DATASTORE_DIR/postgres bin
-  [ -f "$data/postmaster.pid" ] || data=/var/tmp/cinema-billing-postgres-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)
-  if [ -f "$data/postmaster.pid" ]; then
-    bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/pg_ctl | sort -V | tail -n 1)")
-    as_postgres "$bin/pg_ctl" -D "$data" -m fast stop >/dev/null && say "stopped our PostgreSQL"
-  fi
-  if [ -f "$DATASTORE_DIR/redis/redis.pid" ]; then
-    kill "$(cat "$DATASTORE_DIR/redis/redis.pid")" 2>/dev/null && say "stopped our Redis"
-    rm -f "$DATASTORE_DIR/redis/redis.pid"
-  fi
-  return 0
+  stop_postgres
+  stop_redis
 }
 
 cmd_status() {
-  local pidfile name
+  local pidfile name any=0
   for pidfile in "$RUN_DIR"/*.pid; do
     [ -f "$pidfile" ] || continue
+    any=1
     name=$(basename "$pidfile" .pid)
     if is_running "$name"; then echo "$name: running (pid $(cat "$pidfile"))"; else echo "$name: stopped"; fi
   done
+  if [ "$any" = 0 ]; then echo "Cinema Billing is not running (data folder $DATA_DIR); make up starts it"; fi
+}
+
+cmd_logs() {
+  # every service's log, or one; JSON lines (localstripe: plain text), followed until Ctrl-C
+  local files=("$LOG_DIR"/*.log)
+  if [ -n "${1:-}" ]; then files=("$LOG_DIR/$1.log"); fi
+  if [ ! -f "${files[0]}" ]; then
+    say "no log ${1:+for $1 }in $LOG_DIR (services: localstripe ${SERVICES[*]})"
+    return 1
+  fi
+  exec tail -n 20 -F "${files[@]}"
 }
 
 cmd_env() {
-  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER)_?' | sort
+  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER|CINEMA)_?' | sort
 }
 
 case "${1:-}" in
@@ -334,10 +497,12 @@ case "${1:-}" in
   stop-datastores) cmd_stop_datastores ;;
   up) shift; cmd_up "$@" ;;
   down) cmd_down ;;
+  reset) cmd_reset ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; for name in "$@"; do stop_service "$name"; done ;;
   kill) shift; for name in "$@"; do stop_service "$name" KILL; done ;;
   status) cmd_status ;;
+  logs) shift; cmd_logs "$@" ;;
   env) cmd_env ;;
-  *) say "usage: $0 datastores|stop-datastores|up [--fresh]|down|start|stop|kill NAME...|status|env"; exit 2 ;;
+  *) say "usage: $0 up [--fresh]|down|reset|datastores|stop-datastores|start|stop|kill NAME...|status|logs [NAME]|env"; exit 2 ;;
 esac

@@ -29,17 +29,18 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
+from stack_env import postgres_server_url, redis_server_url  # noqa: E402 - one source of settings
+
 USER_SECRET = "test-user-secret-0123456789-abcdefghij"
 SERVICE_SECRET = "test-service-secret-0123456789-abcdefgh"
 AUDIENCE = "cinema"
 
-_server_url = make_url(
-    os.environ.get("BILLING_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/x")
-)
+_server_url = make_url(f"{postgres_server_url('postgresql+asyncpg')}/postgres")
 RUN_ID = uuid.uuid4().hex[:10]
 TEST_DATABASE = f"billing_test_{RUN_ID}"
 TEST_DATABASE_URL = _server_url.set(database=TEST_DATABASE).render_as_string(hide_password=False)
-TEST_REDIS_URL = os.environ.get("BILLING_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_REDIS_URL = redis_server_url(15)  # db 15, keys under a per-run prefix
 REDIS_PREFIX = f"billing_test_{RUN_ID}:"
 
 
@@ -52,7 +53,7 @@ def _admin_dsn() -> str:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def database_url() -> AsyncIterator[str]:
     admin = await asyncpg.connect(_admin_dsn())
-    await admin.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+    await admin.execute(f"CREATE DATABASE \"{TEST_DATABASE}\" TEMPLATE template0 ENCODING 'UTF8'")
     await admin.close()
     # The real migration command, as `make up` runs it.
     migrate = await asyncio.create_subprocess_exec(

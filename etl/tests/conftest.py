@@ -18,7 +18,10 @@ from etl.config import Settings
 from etl.sync import Etl
 
 REPO = Path(__file__).resolve().parents[2]
-SERVER_URL = os.environ.get("ETL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
+sys.path.insert(0, str(REPO / "scripts"))
+from stack_env import postgres_server_url  # noqa: E402 - the stack's settings, one source
+
+SERVER_URL = postgres_server_url()
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +29,7 @@ def admin_database_url() -> Iterator[str]:
     """A fresh database for this run, migrated by the admin's own `manage.py migrate`."""
     name = f"etl_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(f"{SERVER_URL}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
     url = f"{SERVER_URL}/{name}"
     try:
         env = {

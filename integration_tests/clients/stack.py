@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from stack_env import stack_env  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -17,15 +20,7 @@ class StackSettings:
     @classmethod
     def load(cls, extra_env: dict[str, str] | None = None) -> StackSettings:
         """The effective settings of a stack (environment, .env, .env.example, derived URLs)."""
-        env = {**os.environ, **(extra_env or {})}
-        out = subprocess.run(
-            [str(ROOT / "scripts" / "stack.sh"), "env"],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return cls(dict(line.split("=", 1) for line in out.splitlines() if "=" in line))
+        return cls(stack_env(extra_env or {}))
 
     def __getitem__(self, key: str) -> str:
         return self.values[key]

@@ -4,7 +4,6 @@ started through scripts/localstripe_server.py, and a recording stand-in for bill
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -26,9 +25,10 @@ from pay_api.config import Settings
 from pay_api import create_app
 
 REPO = Path(__file__).resolve().parents[2]
-ADMIN_DSN = os.environ.get(
-    "PAY_API_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+sys.path.insert(0, str(REPO / "scripts"))
+from stack_env import postgres_server_url  # noqa: E402 - the stack's settings, one source
+
+ADMIN_DSN = f"{postgres_server_url()}/postgres"
 SERVICE_SECRET = "test-service-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_secret"
 PUBLISHABLE_KEY = "pk_test_offline"
@@ -58,8 +58,8 @@ def wait_until(condition, *, timeout: float = 15.0, pause: float = 0.05, what: s
 def database_url() -> Iterator[str]:
     name = f"pay_api_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
+    url = f"{postgres_server_url('postgresql+psycopg')}/{name}"
     config = Config(str(REPO / "pay_api" / "alembic.ini"))
     config.set_main_option("sqlalchemy.url", url)
     config.attributes["configure_logger"] = False

@@ -1,0 +1,191 @@
+"""`scripts/stack.sh` as a user meets it: `make up` twice, `make down`, `make up` keeps every piece
+of data (billing's, pay_api's and localstripe's, so the three still agree), a failed `make up`
+leaves nothing running, `make reset` starts empty.
+
+The stack is its own (ports IT_PORT_BASE+100.., databases cinema_<IT_NAME>_cycle_*, data in
+var/<IT_NAME>_cycle, Redis keys under its own prefix): it never touches a developer's stack or the
+session's integration stack."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from collections.abc import Iterator
+
+import allure
+import httpx
+import pytest
+
+from integration_tests.clients import CARD_OK, BillingClient, PaymentPage, StackSettings
+from integration_tests.clients.stack import ROOT
+from integration_tests.clients.stripe_side import StripeSide
+from integration_tests.scenario import COVERED_FILM_ID, DEMO_PLAN_ID
+
+pytestmark = allure.feature("make up / down / reset")
+
+NAME = f"{os.environ.get('IT_NAME', 'it')}_cycle"
+PORT_BASE = int(os.environ.get("IT_PORT_BASE", "28000")) + 100
+CYCLE_ENV = {
+    "ADMIN_PORT": str(PORT_BASE),
+    "BILLING_PORT": str(PORT_BASE + 1),
+    "PAY_API_PORT": str(PORT_BASE + 2),
+    "LOCALSTRIPE_PORT": str(PORT_BASE + 20),
+    "DB_PREFIX": f"cinema_{NAME}",
+    "DATA_DIR": str(ROOT / "var" / NAME),
+    "REDIS_DB": os.environ.get("IT_REDIS_DB", "9"),
+    "BILLING_REDIS_PREFIX": f"billing_{NAME}:",
+    "STRIPE_OFFLINE": "1",
+    "WORKER_COPIES": "1",
+    "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
+    "ETL_INTERVAL_SECONDS": "1",
+}
+for _derived in (
+    "ADMIN_DATABASE_URL",
+    "BILLING_DATABASE_URL",
+    "PAY_API_DATABASE_URL",
+    "REDIS_URL",
+    "ADMIN_URL",
+    "BILLING_URL",
+    "PAY_API_URL",
+    "PAY_API_PUBLIC_URL",
+    "CINEMA_URL",
+    "STRIPE_API_BASE",
+    "STRIPE_JS_URL",
+    "ETL_STATE_FILE",
+    "PAY_API_FAILPOINTS_DIR",
+):
+    CYCLE_ENV[_derived] = ""  # derived from the settings above, whatever the caller's environment
+
+
+def stack_sh(*command: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """scripts/stack.sh COMMAND with the cycle stack's settings; its output (stdout + stderr)."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "stack.sh"), *command],
+        env={**os.environ, **CYCLE_ENV, **extra},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    allure.attach(
+        f"$ stack.sh {' '.join(command)}  (exit {result.returncode})\n{result.stdout}{result.stderr}",
+        name=f"stack.sh {' '.join(command)}",
+        attachment_type=allure.attachment_type.TEXT,
+    )
+    return result
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def cycle() -> Iterator[StackSettings]:
+    stack_sh("down")
+    yield StackSettings.load(CYCLE_ENV)
+    stack_sh("down")
+
+
+@allure.title("make up twice, down, up: the second up changes nothing; data survives down and up")
+def test_up_keeps_data_and_says_already_running(cycle, on_exchange):
+    with allure.step("make up on an empty data folder (as `up --fresh`)"):
+        started = stack_sh("up", "--fresh")
+        assert started.returncode == 0, started.stderr
+        assert "Cinema Billing is up" in started.stdout
+    with allure.step("The demo catalog is in billing as soon as `up` returns"):
+        user = BillingClient(cycle, on_exchange=on_exchange)
+        plans = user.plans().json()["items"]
+        assert DEMO_PLAN_ID in {plan["id"] for plan in plans}
+    with allure.step("A user buys the plan and pays"):
+        bought = user.buy(DEMO_PLAN_ID)
+        assert bought.status_code == 201, bought.text
+        payment = bought.json()["payment"]
+        assert PaymentPage(cycle, payment["payment_url"], on_exchange).pay(CARD_OK).status == (
+            "succeeded"
+        )
+        assert user.wait_for_payment(payment["id"], {"succeeded"})["status"] == "succeeded"
+        stripe_before = StripeSide(cycle).payment(payment["id"])
+        assert stripe_before.charged == payment["amount"]
+
+    with allure.step("A second make up says the stack runs and changes nothing"):
+        status_before = stack_sh("status").stdout
+        again = stack_sh("up")
+        assert again.returncode == 0, again.stderr
+        assert "already running" in again.stdout
+        assert "nothing changed" in again.stdout
+        assert stack_sh("status").stdout == status_before  # the same processes, same pids
+        assert user.payment(payment["id"]).json()["status"] == "succeeded"
+
+    with allure.step("make down stops every service"):
+        assert stack_sh("down").returncode == 0
+        assert "not running" in stack_sh("status").stdout
+        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT"):
+            assert not listening(int(CYCLE_ENV[port])), port
+
+    with allure.step("make up again: the paid subscription survived, access still granted"):
+        restarted = stack_sh("up")
+        assert restarted.returncode == 0, restarted.stderr
+        assert user.payment(payment["id"]).json()["status"] == "succeeded"
+        access = user.access(COVERED_FILM_ID).json()
+        assert access["allowed"] is True, access
+    with allure.step("localstripe still knows the payment's objects"):
+        stripe_after = StripeSide(cycle).payment(payment["id"])
+        assert [i["id"] for i in stripe_after.intents] == [i["id"] for i in stripe_before.intents]
+        assert stripe_after.charged == payment["amount"]
+    with allure.step("billing, pay_api and Stripe still agree: the refund goes through"):
+        assert user.cancel(bought.json()["subscription"]["id"]).status_code == 200
+        refunded = user.wait_for_payment(payment["id"], {"refunded"})
+        assert refunded["status"] == "refunded", refunded
+        assert StripeSide(cycle).payment(payment["id"]).refunded == payment["amount"]
+
+
+@allure.title("A failed make up leaves nothing running; a taken port is reported before any change")
+def test_failed_up_leaves_nothing_started(cycle):
+    stack_sh("down")
+    with allure.step("A port taken by another program: refused before anything starts"):
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(("127.0.0.1", int(CYCLE_ENV["ADMIN_PORT"])))
+            squatter.listen()
+            refused = stack_sh("up")
+        assert refused.returncode != 0
+        assert f"port {CYCLE_ENV['ADMIN_PORT']} for admin is taken" in refused.stderr
+        assert "not running" in stack_sh("status").stdout
+        assert not listening(int(CYCLE_ENV["LOCALSTRIPE_PORT"]))
+    with allure.step("billing fails to start after localstripe did: everything is stopped again"):
+        failed = stack_sh("up", BILLING_DB_POOL_SIZE="not-a-number")
+        assert failed.returncode != 0
+        assert "stopping what it started" in failed.stderr
+        assert "stopped localstripe" in failed.stderr
+        assert "not running" in stack_sh("status").stdout
+        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT"):
+            assert not listening(int(CYCLE_ENV[port])), port
+
+
+@allure.title("make reset starts the system again with no data but the demo catalog")
+def test_reset_wipes_the_data(cycle, on_exchange):
+    stack_sh("down")
+    assert stack_sh("up").returncode == 0
+    user = BillingClient(cycle, on_exchange=on_exchange)
+    with allure.step("A user buys the plan (a payment in billing, an intent at localstripe)"):
+        bought = user.buy(DEMO_PLAN_ID)
+        assert bought.status_code == 201, bought.text
+        payment_id = bought.json()["payment"]["id"]
+        assert user.payments().json()["items"]
+    with allure.step("make reset"):
+        reset = stack_sh("reset")
+        assert reset.returncode == 0, reset.stderr
+        assert "wiped the data" in reset.stderr
+        assert "Cinema Billing is up" in reset.stdout
+    with allure.step("The payment is gone from billing and from localstripe; the catalog is back"):
+        assert user.payment(payment_id).status_code == 404
+        assert user.payments().json()["items"] == []
+        assert StripeSide(cycle).payments() == {}
+        assert DEMO_PLAN_ID in {plan["id"] for plan in user.plans().json()["items"]}
+    with allure.step("The URLs `make up` printed answer"):
+        for line in reset.stdout.splitlines():
+            url = next((word for word in line.split() if word.startswith("http")), None)
+            if url and "<" not in url and "/v1/" not in url:
+                assert httpx.get(url, timeout=10, follow_redirects=True).status_code == 200, url
