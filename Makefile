@@ -48,14 +48,18 @@ demo: install ## play the user scenario against the running system (after `make 
 
 test: install ## every test: unit and service tests of each service, then the integration tests
 	@scripts/stack.sh datastores
+	@scripts/ensure_tools.sh
+	$(PYTEST) -q deploy/tests
 	$(PYTEST) -q admin/tests etl/tests
 	$(PYTEST) -q billing/tests
 	$(PYTEST) -q pay_api/tests
 	@scripts/ensure_chromium.sh
 	$(PYTEST) -q integration_tests
 
-test-unit: install ## only the tests of each service
+test-unit: install ## only the tests of each service and of the deployment
 	@scripts/stack.sh datastores
+	@scripts/ensure_tools.sh
+	$(PYTEST) -q deploy/tests
 	$(PYTEST) -q admin/tests etl/tests billing/tests pay_api/tests
 
 test-integration: install ## only the black-box tests (start their own stack on other ports)

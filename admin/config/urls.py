@@ -5,7 +5,9 @@ from django.views.generic import RedirectView
 from config import views
 
 urlpatterns = [
+    # Answered by config.views.HealthCheckMiddleware; routed too, so they have names.
     path("health", views.health, name="health"),
+    path("health/ready", views.ready, name="ready"),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
 ]

@@ -27,6 +27,35 @@ def test_health_answers_json(client):
     assert response.json() == {"status": "ok"}
 
 
+def test_readiness_says_the_database_answers_and_migrations_are_applied(client):
+    response = client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "migrations": "ok"}}
+
+
+def test_probes_answer_any_host_header(client):
+    # Container runtimes and nginx probe with their own Host; ALLOWED_HOSTS must not refuse them.
+    response = client.get("/health/ready", HTTP_HOST="10.0.0.7:8000")
+    assert response.status_code == 200
+    assert client.get("/admin/", HTTP_HOST="10.0.0.7:8000").status_code == 400
+
+
+def test_readiness_is_503_with_a_migration_pending(client, settings):
+    from django.db import connection
+    from django.db.migrations.recorder import MigrationRecorder
+
+    recorder = MigrationRecorder(connection)
+    last = recorder.migration_qs.filter(app="catalog").order_by("-id").first()
+    last.delete()
+    try:
+        response = client.get("/health/ready")
+    finally:
+        recorder.record_applied(last.app, last.name)
+    assert response.status_code == 503
+    assert response.json()["code"] == "not_ready"
+    assert response.json()["details"]["migrations"] == "pending"
+
+
 def test_manager_logs_in_through_the_login_form(client, manager):
     response = client.post(
         reverse("admin:login"),

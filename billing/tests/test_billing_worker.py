@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
+import time
 import uuid
 from datetime import timedelta
 
+import httpx
 import pytest
 from conftest import REPO_ROOT, SERVICE_SECRET, TEST_REDIS_URL, as_user
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -297,3 +301,46 @@ async def test_a_processing_payment_past_its_deadline_that_succeeds_is_recorded(
     await billing.work()
     assert await _column(billing, "status", payment_id) == "succeeded"
     assert (await billing.access(user, film))["allowed"] is True
+
+
+async def test_the_worker_serves_its_metrics_while_it_runs(database_url, fake_pay_api):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "BILLING_DATABASE_URL": database_url,
+        "REDIS_URL": TEST_REDIS_URL,
+        "AUTH_JWT_SECRET": "worker-test-secret-worker-test-secret",
+        "SERVICE_JWT_SECRET": SERVICE_SECRET,
+        "PAY_API_URL": fake_pay_api.url,
+        "BILLING_REDIS_PREFIX": "billing_test_worker_metrics:",
+        "BILLING_WORKER_INTERVAL_SECONDS": "0.2",
+        "BILLING_WORKER_METRICS_PORT": str(port),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "billing.worker", cwd=REPO_ROOT, env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    samples: dict[str, float] = {}
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                try:
+                    body = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+                    samples = {
+                        sample.name: sample.value
+                        for family in text_string_to_metric_families(body)
+                        for sample in family.samples
+                    }
+                except httpx.TransportError:
+                    pass
+                if samples.get("billing_worker_last_pass_timestamp_seconds"):
+                    break
+                await asyncio.sleep(0.1)
+    finally:
+        process.terminate()
+        await process.wait()
+    assert time.time() - samples["billing_worker_last_pass_timestamp_seconds"] < 30
+    assert "billing_worker_rows_total" in samples

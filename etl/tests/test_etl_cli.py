@@ -3,11 +3,14 @@
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 
+import httpx
 from billing_stub import TEST_SECRET
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def run_etl(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
@@ -94,3 +97,36 @@ def test_loop_delivers_changes_and_stops_cleanly_on_sigterm(admin, billing, sett
 
     assert worker.returncode == 0
     assert log_lines(stderr)[-1]["event"] == "stop"
+
+
+def test_loop_serves_its_lag_and_passes_for_prometheus(admin, billing, settings):
+    admin.add_film("Scraped film")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ETL_")}
+    env.update(cli_env(settings), ETL_INTERVAL_SECONDS="0.1", ETL_METRICS_PORT=str(port))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "etl"], env=env, stderr=subprocess.DEVNULL, text=True
+    )
+    samples: dict[tuple, float] = {}
+    try:
+        deadline = time.monotonic() + 30
+        while samples.get(("etl_rows_total", (("result", "changed"),))) != 1:
+            assert time.monotonic() < deadline, f"no pass in the metrics: {samples}"
+            time.sleep(0.1)
+            try:
+                scraped = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            except httpx.TransportError:
+                continue
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(scraped)
+                for sample in family.samples
+            }
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    assert samples[("etl_passes_total", (("outcome", "ok"),))] >= 1
+    # Passes run every 0.1 s: billing's catalog trails the admin by well under the interval bound.
+    assert 0 <= samples[("etl_lag_seconds", ())] < 10

@@ -1,10 +1,13 @@
 """Notifications to billing: written with the state change, delivered, retried, never lost."""
 
+import time
 import uuid
 
+import httpx
 import jwt
 from pay_api.db import utcnow
 from pay_api.outbox import BillingSender, OutboxMessage, deliver_due
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, update
 
 from pay_api import create_app
@@ -138,17 +141,21 @@ def test_billing_down_loses_nothing(app, client, db, api, billing, database_url,
     assert [e["status"] for e in billing.events_for(payment["payment_id"])] == ["canceled"]
 
 
-def test_worker_once_delivers_what_is_due(monkeypatch, client, db, api, billing, settings):
+def test_worker_once_delivers_what_is_due_and_serves_its_metrics(
+    monkeypatch, client, db, api, billing, settings
+):
     from pay_api import config, worker
 
     payment = api.create_payment()
     cancel(client, payment["payment_id"])
+    metrics_port = free_port()
     for name, value in {
         "PAY_API_DATABASE_URL": settings.database_url,
         "STRIPE_SECRET_KEY": "sk_test_offline",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
         "SERVICE_JWT_SECRET": settings.service_jwt_secret,
         "BILLING_URL": billing.url,
+        "PAY_API_WORKER_METRICS_PORT": str(metrics_port),
     }.items():
         monkeypatch.setenv(name, value)
     config.get_settings.cache_clear()
@@ -158,6 +165,15 @@ def test_worker_once_delivers_what_is_due(monkeypatch, client, db, api, billing,
         config.get_settings.cache_clear()
     assert rows_for(db, payment["payment_id"])[0].delivered_at is not None
     assert [e["status"] for e in billing.events_for(payment["payment_id"])] == ["canceled"]
+    # The worker's endpoint (it stays up with the process) says it delivered and when.
+    scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(scraped)
+        for sample in family.samples
+    }
+    assert samples["pay_api_worker_deliveries_total"] >= 1
+    assert time.time() - samples["pay_api_worker_last_round_timestamp_seconds"] < 60
 
 
 def test_immediate_delivery_after_commit(database_url, localstripe, billing, api):

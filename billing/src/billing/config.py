@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     # Test and demo stacks only, NEVER production: the clock may be moved forward through
     # POST /internal/v1/clock/advance (billing/clock.py). Off: that endpoint answers 404.
     test_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")
+    # Port of the worker's Prometheus endpoint (/metrics on every path); 0 = none.
+    worker_metrics_port: int = Field(0, validation_alias="BILLING_WORKER_METRICS_PORT", ge=0)
 
     @model_validator(mode="after")
     def _user_token_key_present(self) -> Settings:

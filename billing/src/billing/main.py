@@ -16,12 +16,14 @@ from billing.access.router import router as access_router
 from billing.clock import ClockSync
 from billing.config import Settings, get_settings
 from billing.errors import install_error_handlers
+from billing.health import router as health_router
 from billing.internal.access import router as internal_access_router
 from billing.internal.admin import router as internal_admin_router
 from billing.internal.catalog import router as internal_catalog_router
 from billing.internal.clock import router as internal_clock_router
 from billing.internal.events import router as internal_events_router
 from billing.log import RequestIdMiddleware, configure_logging
+from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
 from billing.reports.router import router as reports_router
@@ -53,15 +55,12 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.resources = resources
     install_error_handlers(app)
-    # Last added is outermost: request id and access log first, then cached access checks.
+    # Last added is outermost: metrics, request id and access log, then cached access checks.
     app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
     if settings.test_clock:
-        app.add_middleware(ClockSync, resources=resources)  # outermost: before any decision
-
-    @app.get("/health", tags=["health"], summary="Liveness")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+        app.add_middleware(ClockSync, resources=resources)  # before any decision
+    app.add_middleware(RequestMetrics, openapi=app.openapi)
 
     # The access checks come first: routes are matched in order, and these are the hot ones.
     for router in (
@@ -75,6 +74,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_admin_router,
         internal_clock_router,
         reports_router,
+        health_router,
     ):
         app.include_router(router)
     return app

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from etl import logs
+from etl import logs, metrics
 from etl.config import ConfigError, Settings
 from etl.extract import AdminDatabaseUnavailable
 from etl.load import BillingUnavailable
@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     etl = Etl(settings, stop=threading.Event())
+    metrics.serve(settings.metrics_port)
     try:
         if args.once:
             return 0 if _pass(etl, full=args.full) else 1
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _pass(etl: Etl, *, full: bool = False) -> bool:
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     try:
         result = etl.run_once(full=full)
     except (BillingUnavailable, AdminDatabaseUnavailable) as exc:
@@ -54,11 +55,18 @@ def _pass(etl: Etl, *, full: bool = False) -> bool:
             "pass interrupted; the watermark stays at the last accepted batch",
             extra={"event": "pass_failed", "reason": str(exc), "error": type(exc).__name__},
         )
+        metrics.record_pass(started_at=started_at, ok=False)
         return False
     except Exception:
         # A bug must not end the worker silently: log it, back off, try again.
         log.exception("pass failed unexpectedly", extra={"event": "pass_failed"})
+        metrics.record_pass(started_at=started_at, ok=False)
         return False
+    metrics.record_pass(
+        started_at=started_at,
+        ok=True,
+        counts={name: result.total(name) for name in ("changed", "unchanged", "rejected")},
+    )
     if result.total("sent"):
         log.info(
             "pass done",

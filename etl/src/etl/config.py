@@ -63,6 +63,8 @@ class Settings:
     backoff_max_seconds: float = 30.0
     # Lifetime of the service tokens the worker mints (contract: at most 5 minutes).
     token_ttl_seconds: int = 300
+    # Port of the Prometheus endpoint (etl_lag_seconds, passes, rows); 0 = none.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -82,6 +84,7 @@ class Settings:
             http_attempts=_int("ETL_HTTP_ATTEMPTS", defaults.http_attempts),
             backoff_base_seconds=_float("ETL_BACKOFF_BASE_SECONDS", defaults.backoff_base_seconds),
             backoff_max_seconds=_float("ETL_BACKOFF_MAX_SECONDS", defaults.backoff_max_seconds),
+            metrics_port=_int("ETL_METRICS_PORT", defaults.metrics_port, minimum=0),
         )
 
     def backoff(self, failures: int) -> float:

@@ -8,11 +8,10 @@ from __future__ import annotations
 import atexit
 import threading
 
-from flask import Flask, jsonify
-from sqlalchemy import text
+from flask import Flask
 
 from pay_api import db as db_module
-from pay_api import errors, logs
+from pay_api import errors, health, logs
 from pay_api.config import Settings, get_settings
 from pay_api.db import Database
 from pay_api.gateway import Gateway
@@ -38,6 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     atexit.register(dispatcher.shutdown)
 
     logs.init_app(app)
+    health.init_app(app)
     errors.register_error_handlers(app)
 
     from pay_api.payments.internal import bp as payments_internal
@@ -47,12 +47,6 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for blueprint in (payments_internal, payment_page, refunds, webhooks):
         app.register_blueprint(blueprint)
-
-    @app.get("/health")
-    def health():
-        with database.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return jsonify({"status": "ok"})
 
     if settings.stripe_register_webhook and settings.uses_localstripe:
         # In the background: localstripe may start after us, and a worker must boot quickly.

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     )
     # Register our webhook endpoint with localstripe at start-up (ignored with real Stripe).
     stripe_register_webhook: bool = Field(True, validation_alias="STRIPE_REGISTER_WEBHOOK")
+    # Where localstripe delivers events; empty = {PAY_API_PUBLIC_URL}/webhooks/stripe (in
+    # containers the public address is not the one localstripe can reach).
+    stripe_webhook_url: str = Field("", validation_alias="STRIPE_WEBHOOK_URL")
     # Seconds to wait for one Stripe answer, and how often the SDK retries network errors/5xx
     # (always with an Idempotency-Key).
     stripe_timeout_seconds: float = Field(20.0, validation_alias="PAY_API_STRIPE_TIMEOUT")
@@ -55,10 +58,16 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(1.0, validation_alias="PAY_API_WORKER_POLL")
 
     log_level: str = Field("INFO", validation_alias="PAY_API_LOG_LEVEL")
+    # Port of the outbox worker's Prometheus endpoint (/metrics on every path); 0 = none.
+    worker_metrics_port: int = Field(0, validation_alias="PAY_API_WORKER_METRICS_PORT", ge=0)
 
     @property
     def uses_localstripe(self) -> bool:
         return bool(self.stripe_api_base)
+
+    @property
+    def webhook_endpoint(self) -> str:
+        return self.stripe_webhook_url or f"{self.public_url.rstrip('/')}/webhooks/stripe"
 
     @property
     def stripe_js(self) -> str:

@@ -432,7 +432,7 @@ class Gateway:
             return False
         url = f"{self.settings.stripe_api_base.rstrip('/')}/_config/webhooks/{WEBHOOK_NAME}"
         body = {
-            "url": f"{self.settings.public_url.rstrip('/')}/webhooks/stripe",
+            "url": self.settings.webhook_endpoint,
             "secret": self.settings.stripe_webhook_secret,
         }
         for attempt in range(1, attempts + 1):

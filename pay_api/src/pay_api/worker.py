@@ -9,6 +9,9 @@ import argparse
 import logging
 import signal
 import threading
+import time
+
+from prometheus_client import Counter, Gauge, start_http_server
 
 from pay_api.config import get_settings
 from pay_api.db import Database
@@ -16,6 +19,17 @@ from pay_api.logs import configure_logging
 from pay_api.outbox import BillingSender, deliver_due
 
 log = logging.getLogger("pay_api.worker")
+
+# Scraped on PAY_API_WORKER_METRICS_PORT; the outbox's backlog and age are on the web app's /metrics.
+DELIVERIES = Counter("pay_api_worker_deliveries_total", "Outbox rows this worker tried to deliver.")
+ROUND_FAILURES = Counter(
+    "pay_api_worker_round_failures_total", "Delivery rounds that failed (database unavailable)."
+)
+LAST_ROUND = Gauge(
+    "pay_api_worker_last_round_timestamp_seconds",
+    "When this worker last finished a delivery round (unix time).",
+    multiprocess_mode="max",
+)
 
 
 def run(*, once: bool = False) -> int:
@@ -31,6 +45,8 @@ def run(*, once: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
     log.info("outbox worker started", extra={"billing_url": settings.billing_url, "once": once})
     total = 0
     try:
@@ -39,9 +55,13 @@ def run(*, once: bool = False) -> int:
                 tried = deliver_due(database, sender)
             except Exception:  # database down for a moment: keep the loop alive
                 log.exception("outbox delivery round failed")
+                ROUND_FAILURES.inc()
                 tried = 0
                 if once:
                     raise
+            else:
+                DELIVERIES.inc(tried)
+                LAST_ROUND.set(time.time())
             total += tried
             if tried == 0:
                 if once:

@@ -6,6 +6,9 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
+
+from prometheus_client import Counter, Gauge, start_http_server
 
 import billing.models  # noqa: F401 - every table mapped, so foreign keys resolve in this process
 from billing.config import get_settings
@@ -15,11 +18,34 @@ from billing.worker.jobs import run_once
 
 logger = logging.getLogger("billing.worker")
 
+# Scraped on BILLING_WORKER_METRICS_PORT. The system's state (payments, reconciler queue, outbox)
+# is on the API's /metrics; these say whether this worker keeps up.
+ROWS = Counter("billing_worker_rows_total", "Rows a worker job handled.", ["job"])
+JOB_FAILURES = Counter(
+    "billing_worker_job_failures_total", "Passes in which a job failed.", ["job"]
+)
+LAST_PASS = Gauge(
+    "billing_worker_last_pass_timestamp_seconds",
+    "When this worker last finished a pass of every job (unix time).",
+    multiprocess_mode="max",
+)
+
+
+def record_pass(done: dict[str, int]) -> None:
+    for job, count in done.items():
+        if count < 0:
+            JOB_FAILURES.labels(job).inc()
+        else:
+            ROWS.labels(job).inc(count)
+    LAST_PASS.set(time.time())
+
 
 async def main(once: bool) -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     resources = Resources(settings)
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -27,6 +53,7 @@ async def main(once: bool) -> None:
     try:
         while True:
             done = await run_once(resources)
+            record_pass(done)
             if any(done.values()):
                 logger.info("worker pass", extra={"done": done})
             if once or stop.is_set():
