@@ -331,10 +331,11 @@ start_service() {
 }
 
 health_url() {
+  # readiness: database (and Redis for billing) answer, migrations at head
   case "$1" in
-    billing) echo "$BILLING_URL/health" ;;
-    pay_api) echo "$PAY_API_URL/health" ;;
-    admin) echo "$ADMIN_URL/health" ;;
+    billing) echo "$BILLING_URL/health/ready" ;;
+    pay_api) echo "$PAY_API_URL/health/ready" ;;
+    admin) echo "$ADMIN_URL/health/ready" ;;
     localstripe) echo "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/" ;;
   esac
 }
@@ -424,9 +425,7 @@ cmd_up() {
     start_service "billing-worker-$copy"
     start_service "pay_api-worker-$copy"
   done
-  wait_http billing "$BILLING_URL/health"
-  wait_http pay_api "$PAY_API_URL/health"
-  wait_http admin "$ADMIN_URL/health"
+  for name in billing pay_api admin; do wait_http "$name" "$(health_url "$name")"; done
   # "up" means billing holds the admin's catalog: one ETL pass now, then the ETL on its schedule
   if ! "$PY" -m etl --once >>"$LOG_DIR/etl.log" 2>&1; then
     say "the first copy of the catalog to billing failed; the end of $LOG_DIR/etl.log:"
