@@ -5,7 +5,7 @@ Processes and threads come from the environment so compose and `make up` share t
 
 import os
 
-workers = int(os.environ.get("PAY_API_WEB_PROCESSES", "2"))
+workers = int(os.environ.get("PAY_API_WEB_WORKERS", "2"))
 threads = int(os.environ.get("PAY_API_WEB_THREADS", "4"))
 # A Stripe call may take PAY_API_STRIPE_TIMEOUT (20 s) with retries; never cut a request there.
 timeout = 60

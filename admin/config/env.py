@@ -70,36 +70,3 @@ def database_from_url(url: str) -> dict:
         # sslmode, connect_timeout, ... are passed to libpq unchanged.
         "OPTIONS": dict(parse_qsl(parts.query)),
     }
-
-
-def email_from_url(url: str) -> dict:
-    """Django's EMAIL_* settings for an SMTP relay URL; an empty URL writes mail to the log.
-
-    smtp://user:password@host:587 uses STARTTLS when the port is 587, smtps:// uses TLS from the
-    first byte (port 465 by default)."""
-    if not url:
-        return {
-            "EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend",
-            "EMAIL_HOST": "localhost",
-            "EMAIL_PORT": 25,
-            "EMAIL_HOST_USER": "",
-            "EMAIL_HOST_PASSWORD": "",
-            "EMAIL_USE_SSL": False,
-            "EMAIL_USE_TLS": False,
-        }
-    parts = urlsplit(url)
-    if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
-        raise ImproperlyConfigured(
-            f"SMTP_URL must look like smtp://user:password@host:587, got scheme {parts.scheme!r}."
-        )
-    implicit_tls = parts.scheme == "smtps"
-    port = parts.port or (465 if implicit_tls else 25)
-    return {
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "EMAIL_HOST": parts.hostname,
-        "EMAIL_PORT": port,
-        "EMAIL_HOST_USER": unquote(parts.username or ""),
-        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
-        "EMAIL_USE_SSL": implicit_tls,
-        "EMAIL_USE_TLS": not implicit_tls and port == 587,
-    }

@@ -156,7 +156,8 @@ def test_services_get_only_their_secrets(config):
     assert "STRIPE_SECRET_KEY" not in services["billing"]["environment"]
     assert "STRIPE_SECRET_KEY" in services["pay_api"]["environment"]
     assert "DJANGO_SECRET_KEY" not in services["etl"]["environment"]
-    assert services["admin"]["environment"]["SMTP_URL"] == ""
+    assert services["admin"]["environment"]["SMTP_HOST"] == ""  # the relay: set in .env
+    assert services["admin"]["environment"]["SMTP_PORT"] == "587"
 
 
 def stages(dockerfile: Path) -> list[list[str]]:

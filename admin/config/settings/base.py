@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.env import database_from_url, email_from_url, env_int, env_list, env_str
+from config.env import database_from_url, env_bool, env_int, env_list, env_str
 
 # admin/ — the folder that holds manage.py.
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -109,13 +109,20 @@ SERVICE_JWT_SECRET = env_str("SERVICE_JWT_SECRET", "")
 # Seconds to wait for billing before telling the manager it is unavailable.
 BILLING_TIMEOUT_SECONDS = env_int("ADMIN_BILLING_TIMEOUT_SECONDS", 10)
 
-# The SMTP relay the admin's mail goes through (SMTP_URL, e.g. smtp://user:password@relay:587);
-# empty = mail is written to the log. SMTP_FROM is the sender of every message.
-_smtp = email_from_url(env_str("SMTP_URL", ""))
-EMAIL_BACKEND = _smtp["EMAIL_BACKEND"]
-EMAIL_HOST, EMAIL_PORT = _smtp["EMAIL_HOST"], _smtp["EMAIL_PORT"]
-EMAIL_HOST_USER, EMAIL_HOST_PASSWORD = _smtp["EMAIL_HOST_USER"], _smtp["EMAIL_HOST_PASSWORD"]
-EMAIL_USE_SSL, EMAIL_USE_TLS = _smtp["EMAIL_USE_SSL"], _smtp["EMAIL_USE_TLS"]
+# The SMTP relay the admin's mail goes through (the same SMTP_* settings as docker-compose's);
+# no SMTP_HOST = mail is written to the log. SMTP_FROM is the sender of every message.
+SMTP_HOST = env_str("SMTP_HOST", "")
+EMAIL_BACKEND = (
+    "django.core.mail.backends.smtp.EmailBackend"
+    if SMTP_HOST
+    else "django.core.mail.backends.console.EmailBackend"
+)
+EMAIL_HOST = SMTP_HOST or "localhost"
+EMAIL_PORT = env_int("SMTP_PORT", 587)
+EMAIL_HOST_USER = env_str("SMTP_USERNAME", "")
+EMAIL_HOST_PASSWORD = env_str("SMTP_PASSWORD", "")
+# STARTTLS after connecting (port 587); the relay's certificate is checked.
+EMAIL_USE_TLS = env_bool("SMTP_STARTTLS", True)
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env_str("SMTP_FROM", "cinema-billing@localhost")
 
 # One JSON object per line on stdout (collected by the process manager), with the request id.
