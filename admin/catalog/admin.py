@@ -1,10 +1,16 @@
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count
+from django.shortcuts import get_object_or_404, render
+from django.urls import path, reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.html import format_html
 
-from catalog.models import DeletionLog, Film, Plan
+from catalog.discounts import uncharged_prices
+from catalog.models import DeletionLog, Film, PersonalDiscount, Plan, PromoCode
 
 
 @admin.register(Film)
@@ -119,6 +125,187 @@ class PlanAdmin(admin.ModelAdmin):
             plan.save(update_fields=["active", "updated_at"])
             changed += 1
         self.message_user(request, f"{changed} plan(s) {'activated' if active else 'deactivated'}.")
+
+
+class DiscountForm(forms.ModelForm):
+    """Plans chosen or "all plans", and no plan price left that a card cannot be charged."""
+
+    def clean(self):
+        cleaned = super().clean()
+        plans, all_plans = cleaned.get("plans"), cleaned.get("all_plans")
+        if all_plans and plans:
+            self.add_error("plans", "“Applies to all plans” lists no plans: clear the list.")
+            return cleaned
+        if not all_plans and plans is not None and not plans:
+            self.add_error("plans", "Choose the plans it applies to, or tick “all plans”.")
+            return cleaned
+        percent_off, amount_off = cleaned.get("percent_off"), cleaned.get("amount_off")
+        if (percent_off is None) == (amount_off is None):
+            return cleaned  # the model's clean() says so
+        currency = (cleaned.get("currency") or "").lower()
+        targets = Plan.objects.filter(active=True) if all_plans else (plans or [])
+        if amount_off is not None and not all_plans and currency:
+            if not any(plan.currency == currency for plan in targets):
+                self.add_error(
+                    "currency", f"None of the chosen plans is priced in {currency.upper()}."
+                )
+        for problem in uncharged_prices(
+            targets, percent_off=percent_off, amount_off=amount_off, currency=currency
+        ):
+            self.add_error(None, problem)
+        return cleaned
+
+
+class PromoCodeForm(DiscountForm):
+    class Meta:
+        model = PromoCode
+        fields = "__all__"
+
+
+class PersonalDiscountForm(DiscountForm):
+    class Meta:
+        model = PersonalDiscount
+        fields = "__all__"
+
+
+class DiscountAdmin(admin.ModelAdmin):
+    filter_horizontal = ["plans"]
+    actions = ["activate", "deactivate"]
+
+    @admin.display(description="discount")
+    def discount(self, obj) -> str:
+        return obj.discount_display
+
+    @admin.display(description="plans")
+    def coverage(self, obj) -> str:
+        return "all plans" if obj.all_plans else ", ".join(p.name for p in obj.plans.all())
+
+    @admin.action(description="Activate selected")
+    def activate(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+    @admin.action(description="Deactivate selected")
+    def deactivate(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    def _set_active(self, request, queryset, active: bool) -> None:
+        # save() per row (not queryset.update) so updated_at moves and etl sees the change.
+        changed = 0
+        for row in queryset.filter(active=not active):
+            row.active = active
+            row.save(update_fields=["active", "updated_at"])
+            changed += 1
+        self.message_user(request, f"{changed} {'activated' if active else 'deactivated'}.")
+
+
+@admin.register(PromoCode)
+class PromoCodeAdmin(DiscountAdmin):
+    form = PromoCodeForm
+    list_display = ["code", "discount", "duration_display", "limits", "valid_until", "active",
+                    "redemptions_link"]  # fmt: skip
+    list_filter = ["active", "duration", "first_purchase_only"]
+    search_fields = ["code", "description", "=id"]
+    readonly_fields = ["id", "redemptions_link", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "code", "description", "active", "redemptions_link"]}),
+        (
+            "Discount",
+            {
+                "fields": [
+                    "percent_off",
+                    ("amount_off", "currency"),
+                    ("duration", "duration_periods"),
+                ]
+            },
+        ),  # fmt: skip
+        (
+            "Validity and limits",
+            {
+                "fields": [
+                    ("valid_from", "valid_until"),
+                    ("max_redemptions", "max_per_user"),
+                    "first_purchase_only",
+                ]
+            },
+        ),  # fmt: skip
+        ("Plans", {"fields": ["all_plans", "plans"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
+
+    @admin.display(description="lasts for")
+    def duration_display(self, promo: PromoCode) -> str:
+        if promo.duration == "repeating":
+            return f"{promo.duration_periods} payment(s)"
+        return promo.get_duration_display()
+
+    @admin.display(description="limits")
+    def limits(self, promo: PromoCode) -> str:
+        total = promo.max_redemptions or "∞"
+        per_user = promo.max_per_user or "∞"
+        first = ", first purchase only" if promo.first_purchase_only else ""
+        return f"{total} in all, {per_user} per user{first}"
+
+    @admin.display(description="redemptions")
+    def redemptions_link(self, promo: PromoCode) -> str:
+        if promo.pk is None or promo._state.adding:
+            return "—"
+        url = reverse("admin:catalog_promocode_redemptions", args=[promo.pk])
+        return format_html('<a href="{}">Redemptions</a>', url)
+
+    def get_urls(self):
+        custom = [
+            path(
+                "<uuid:promo_code_id>/redemptions/",
+                self.admin_site.admin_view(self.redemptions_view),
+                name="catalog_promocode_redemptions",
+            )
+        ]
+        return custom + super().get_urls()
+
+    def redemptions_view(self, request, promo_code_id):
+        """The code's redemptions as billing records them (read through its internal API)."""
+        from customers import billing  # the admin's one client of billing's internal API
+
+        promo = get_object_or_404(PromoCode, pk=promo_code_id)
+        if not self.has_view_permission(request, promo):
+            raise PermissionDenied
+        answer, error = None, None
+        try:
+            answer = billing.promo_code_redemptions(promo_code_id=promo.pk)
+        except billing.BillingError as exc:
+            error = exc
+            if exc.code == "promo_code_not_found":
+                messages.info(request, "Billing has not received this code yet (etl copies it).")
+        items = [
+            {**item, "created": parse_datetime(item["created_at"])}
+            for item in (answer or {}).get("items", [])
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "promo": promo,
+            "answer": answer,
+            "items": items,
+            "billing_error": error if error and error.code != "promo_code_not_found" else None,
+            "discount": promo.discount_display,
+            "title": f"Redemptions of {promo.code}",
+        }
+        return render(request, "catalog/promo_code_redemptions.html", context)
+
+
+@admin.register(PersonalDiscount)
+class PersonalDiscountAdmin(DiscountAdmin):
+    form = PersonalDiscountForm
+    list_display = ["user_id", "discount", "valid_until", "coverage", "active", "created_at"]
+    list_filter = ["active"]
+    search_fields = ["=user_id", "note", "=id"]
+    readonly_fields = ["id", "created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["id", "user_id", "note", "active"]}),
+        ("Discount", {"fields": ["percent_off", ("amount_off", "currency"), "valid_until"]}),
+        ("Plans", {"fields": ["all_plans", "plans"]}),
+        ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+    ]
 
 
 @admin.register(DeletionLog)

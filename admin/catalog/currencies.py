@@ -57,3 +57,18 @@ def to_minor(amount_major: Decimal, currency: str) -> int:
 def format_money(amount_minor: int, currency: str) -> str:
     """999, "usd" -> "9.99 USD"."""
     return f"{to_major(amount_minor, currency):,} {currency.upper()}"
+
+
+# Stripe's minimum charge per currency, in minor units (its "Minimum and maximum charge amounts"
+# table; billing keeps the same table in billing/promotions/pricing.py). Currencies Stripe does
+# not list there: about USD 0.50, taken as 50 minor units.
+MINIMUM_CHARGE = {
+    "usd": 50, "aud": 50, "brl": 50, "cad": 50, "chf": 50, "czk": 1500, "dkk": 250, "eur": 50,
+    "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50, "mxn": 1000, "nok": 300, "nzd": 50,
+    "pln": 200, "sek": 300, "sgd": 50,
+}  # fmt: skip
+
+
+def minimum_charge(currency: str) -> int:
+    """The smallest amount Stripe charges in `currency` (minor units)."""
+    return MINIMUM_CHARGE.get(currency.lower(), 50)

@@ -1,4 +1,5 @@
-"""The catalog managers edit: films and subscription plans; plus the deletion log etl reads.
+"""The catalog managers edit: films, subscription plans, promo codes and personal discounts; plus
+the deletion log etl reads.
 
 etl copies these rows into billing by (`updated_at`, `id`) — indexed, bumped on every change,
 including a change of a plan's film list (catalog.signals) and propagates deletions through DeletionLog tombstones.
@@ -9,9 +10,10 @@ from __future__ import annotations
 import uuid
 
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from catalog.currencies import CURRENCY_CHOICES, format_money
 
@@ -146,14 +148,200 @@ class Plan(models.Model):
             )
 
 
+class Duration(models.TextChoices):
+    """How long a promo code's discount lasts on a subscription (Stripe's coupon durations)."""
+
+    ONCE = "once", "the first payment only"
+    REPEATING = "repeating", "a number of payments"
+    FOREVER = "forever", "every renewal"
+
+
+class DiscountTerms(models.Model):
+    """Percent off, or an amount off in one currency; for all plans or the ones listed."""
+
+    percent_off = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[
+            MinValueValidator(1, "At least 1 percent."),
+            MaxValueValidator(100, "At most 100 percent."),
+        ],
+        help_text="1–100. Leave empty for an amount off.",
+    )
+    amount_off = models.PositiveIntegerField(
+        "amount off (minor units)",
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(MAX_PRICE_AMOUNT)],
+        help_text="In the currency's minor units: 300 with USD is 3.00 USD off. Leave empty for "
+        "a percentage.",
+    )
+    currency = models.CharField(
+        max_length=3,
+        choices=CURRENCY_CHOICES,
+        blank=True,
+        help_text="The currency of the amount off; it applies only to plans priced in it.",
+    )
+    all_plans = models.BooleanField(
+        "applies to all plans", default=True, help_text="Untick to choose plans below."
+    )
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def discount_display(self) -> str:
+        if self.percent_off:
+            return f"{self.percent_off}% off"
+        if self.amount_off:
+            return f"{format_money(self.amount_off, self.currency or 'usd')} off"
+        return "—"
+
+    def clean_fields(self, exclude=None) -> None:
+        if isinstance(self.currency, str):
+            self.currency = self.currency.strip().lower()
+        super().clean_fields(exclude)
+
+    def clean(self) -> None:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValidationError("Give either a percent off or an amount off, not both.")
+        if self.amount_off is not None and not self.currency:
+            raise ValidationError({"currency": "An amount off needs its currency."})
+        if self.percent_off is not None:
+            self.currency = ""
+
+
+_ONE_KIND_OF_DISCOUNT = (
+    Q(percent_off__isnull=False) & Q(amount_off__isnull=True) & Q(currency="")
+) | (Q(percent_off__isnull=True) & Q(amount_off__gt=0) & Q(currency__regex=r"^[a-z]{3}$"))
+
+
+class PromoCode(DiscountTerms):
+    """A code users type at purchase (case-insensitive), as Stripe's promotion codes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    code = models.CharField(
+        max_length=64,
+        validators=[
+            RegexValidator(r"^[A-Za-z0-9_-]+$", "Letters, digits, - and _ only, no spaces.")
+        ],
+        help_text="What users type; case does not matter (SPRING25 = spring25).",
+    )
+    description = models.TextField(blank=True, max_length=2000)
+    duration = models.CharField(
+        "lasts for", max_length=16, choices=Duration.choices, default=Duration.ONCE
+    )
+    duration_periods = models.PositiveSmallIntegerField(
+        "number of payments",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+        help_text="Only for “a number of payments”: the first payment and the renewals after it.",
+    )
+    valid_from = models.DateTimeField(null=True, blank=True)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    max_redemptions = models.PositiveIntegerField(
+        "maximum redemptions in all",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: no limit. A refund does not give a use back.",
+    )
+    max_per_user = models.PositiveIntegerField(
+        "maximum redemptions per user",
+        null=True,
+        blank=True,
+        default=1,
+        validators=[MinValueValidator(1)],
+        help_text="Empty: no limit.",
+    )
+    first_purchase_only = models.BooleanField(
+        default=False, help_text="Only for users who have never paid before."
+    )
+    plans = models.ManyToManyField(Plan, blank=True, related_name="promo_codes")
+
+    class Meta:
+        db_table = "catalog_promo_code"
+        ordering = ["code"]
+        indexes = [models.Index(fields=["updated_at", "id"], name="promo_updated_at_id_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                Lower("code"),
+                name="promo_code_code_unique_ci",
+                violation_error_message="A promo code with this code already exists.",
+            ),
+            models.CheckConstraint(condition=_ONE_KIND_OF_DISCOUNT, name="promo_one_kind"),
+            models.CheckConstraint(
+                condition=Q(duration="repeating", duration_periods__gte=1)
+                | (~Q(duration="repeating") & Q(duration_periods__isnull=True)),
+                name="promo_duration_periods",
+            ),
+            models.CheckConstraint(
+                condition=Q(valid_from__isnull=True)
+                | Q(valid_until__isnull=True)
+                | Q(valid_until__gt=models.F("valid_from")),
+                name="promo_valid_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    def clean_fields(self, exclude=None) -> None:
+        if isinstance(self.code, str):
+            self.code = self.code.strip()
+        super().clean_fields(exclude)
+
+    def clean(self) -> None:
+        super().clean()
+        if self.duration == Duration.REPEATING and not self.duration_periods:
+            raise ValidationError({"duration_periods": "How many payments does it discount?"})
+        if self.duration != Duration.REPEATING:
+            self.duration_periods = None
+        if self.valid_from and self.valid_until and self.valid_until <= self.valid_from:
+            raise ValidationError({"valid_until": "Must be after “valid from”."})
+
+
+class PersonalDiscount(DiscountTerms):
+    """A discount support grants one user: every payment while it is valid."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user_id = models.UUIDField("user id", help_text="The user's id (the `sub` of their token).")
+    valid_until = models.DateTimeField(
+        null=True, blank=True, help_text="Payments from this moment on pay full price."
+    )
+    note = models.TextField(blank=True, max_length=1000, help_text="Why it was granted.")
+    plans = models.ManyToManyField(Plan, blank=True, related_name="personal_discounts")
+
+    class Meta:
+        db_table = "catalog_personal_discount"
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["updated_at", "id"], name="personal_updated_at_id_idx"),
+            models.Index(fields=["user_id"], name="personal_user_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=_ONE_KIND_OF_DISCOUNT, name="personal_one_kind"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.discount_display} for {self.user_id}"
+
+
 class DeletionLog(models.Model):
-    """A tombstone per deleted film or plan, so etl can deactivate it in billing."""
+    """A tombstone per deleted film, plan, promo code or personal discount, so etl can deactivate
+    it in billing."""
 
     class Kind(models.TextChoices):
         FILM = "film", "film"
         PLAN = "plan", "plan"
+        PROMO_CODE = "promo_code", "promo code"
+        PERSONAL_DISCOUNT = "personal_discount", "personal discount"
 
-    model = models.CharField(max_length=16, choices=Kind.choices)
+    model = models.CharField(max_length=24, choices=Kind.choices)
     object_id = models.UUIDField()
     deleted_at = models.DateTimeField(auto_now_add=True)
 

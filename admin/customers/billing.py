@@ -127,3 +127,9 @@ def refund_payment(
         body={"amount": amount, "reason": reason, "end_subscription": end_subscription},
         idempotency_key=idempotency_key,
     )
+
+
+def promo_code_redemptions(*, promo_code_id: uuid.UUID, limit: int = 200) -> dict:
+    """A promo code's redemptions, newest first, with its counter (404 promo_code_not_found
+    while etl has not copied the code to billing yet)."""
+    return _call("GET", f"/internal/v1/promo-codes/{promo_code_id}/redemptions?limit={limit}")

@@ -16,6 +16,7 @@ import jwt
 _USER_LIST = re.compile(r"^/internal/v1/users/([0-9a-f-]{36})/(payments|subscriptions|refunds)$")
 _PAYMENT = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})$")
 _REFUNDS = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})/refunds$")
+_REDEMPTIONS = re.compile(r"^/internal/v1/promo-codes/([0-9a-f-]{36})/redemptions(\?.*)?$")
 
 
 class FakeBilling:
@@ -24,6 +25,8 @@ class FakeBilling:
         self.payments: dict[str, dict] = {}
         self.subscriptions: list[dict] = []
         self.refunds: list[dict] = []
+        # promo code id -> {"times_redeemed", "max_redemptions", "items"} (billing's listing)
+        self.redemptions: dict[str, dict] = {}
         self.requests: list[dict] = []
         self.fail_posts = False  # answer every POST with 503, as a billing in trouble would
         self._answers: dict[str, tuple[dict, int, dict]] = {}
@@ -133,6 +136,12 @@ class FakeBilling:
             if payment is None:
                 return 404, {"code": "payment_not_found", "message": "Payment not found."}
             return 200, payment
+        if method == "GET" and (match := _REDEMPTIONS.match(path)):
+            listing = self.redemptions.get(match.group(1))
+            if listing is None:
+                return 404, {"code": "promo_code_not_found", "message": "No such promo code."}
+            items = listing["items"]
+            return 200, {"promo_code_id": match.group(1), **listing, "total": len(items)}
         if method == "POST" and self.fail_posts:
             return 503, {"code": "gateway_unavailable", "message": "Payment gateway unavailable."}
         if method == "POST" and (match := _REFUNDS.match(path)):

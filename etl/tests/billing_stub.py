@@ -2,7 +2,8 @@
 
 It implements the contract's upsert semantics (same body twice -> changed=false; DELETE
 deactivates, 404 for an unknown id) and checks the service token (HS256, iss=etl, aud=billing).
-Like a strict billing, it refuses a plan naming a film it does not know (films go first).
+Like a strict billing, it refuses a plan naming a film it does not know (films go first), and a
+promo code or personal discount naming a plan it does not know (plans go before them).
 Tests can make it fail (`fail_status` for every request or only for paths with a prefix), refuse
 given ids (422), or go away entirely (`stop()` / `start()` on the same port).
 """
@@ -30,10 +31,35 @@ PLAN_FIELDS = {
     "all_films": bool,
     "film_ids": list,
 }
+_DISCOUNT_FIELDS = {
+    "percent_off": (int, type(None)),
+    "amount_off": (int, type(None)),
+    "currency": (str, type(None)),
+    "all_plans": bool,
+    "active": bool,
+    "plan_ids": list,
+}
+PROMO_CODE_FIELDS = {
+    **_DISCOUNT_FIELDS,
+    "code": str,
+    "duration": str,
+    "duration_periods": (int, type(None)),
+    "valid_from": (str, type(None)),
+    "valid_until": (str, type(None)),
+    "max_redemptions": (int, type(None)),
+    "max_per_user": (int, type(None)),
+    "first_purchase_only": bool,
+}
+PERSONAL_DISCOUNT_FIELDS = {
+    **_DISCOUNT_FIELDS,
+    "user_id": str,
+    "valid_until": (str, type(None)),
+    "note": str,
+}
 # The service-token secret the tests give both etl and this stand-in.
 TEST_SECRET = "etl-test-service-secret-of-32-bytes-or-more"
 
-_PATH = re.compile(r"^/internal/v1/(films|plans)/([0-9a-f-]{36})$")
+_PATH = re.compile(r"^/internal/v1/(films|plans|promo-codes|personal-discounts)/([0-9a-f-]{36})$")
 
 
 @dataclass
@@ -51,6 +77,8 @@ class BillingStub:
     secret: str
     films: dict[str, dict] = field(default_factory=dict)
     plans: dict[str, dict] = field(default_factory=dict)
+    promo_codes: dict[str, dict] = field(default_factory=dict)
+    personal_discounts: dict[str, dict] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     fail_status: int | None = None
     fail_prefix: str = "/"
@@ -150,14 +178,18 @@ class BillingStub:
         kind, object_id = match.groups()
         if object_id in self.rejected_ids:
             return 422, {"code": "validation_error", "message": f"{kind[:-1]} refused by test"}
-        table = self.films if kind == "films" else self.plans
+        table, fields = {
+            "films": (self.films, FILM_FIELDS),
+            "plans": (self.plans, PLAN_FIELDS),
+            "promo-codes": (self.promo_codes, PROMO_CODE_FIELDS),
+            "personal-discounts": (self.personal_discounts, PERSONAL_DISCOUNT_FIELDS),
+        }[kind]
         if method == "DELETE":
             if object_id not in table:
                 return 404, {"code": f"{kind[:-1]}_not_found", "message": "unknown id"}
             changed = table[object_id]["active"]
             table[object_id] = {**table[object_id], "active": False}
             return 200, {"id": object_id, "changed": changed}
-        fields = FILM_FIELDS if kind == "films" else PLAN_FIELDS
         if not isinstance(body, dict) or set(body) != set(fields):
             return 422, {"code": "validation_error", "message": f"fields must be {sorted(fields)}"}
         wrong = [name for name, kind_ in fields.items() if not isinstance(body[name], kind_)]
@@ -167,6 +199,10 @@ class BillingStub:
             unknown = [film_id for film_id in body["film_ids"] if film_id not in self.films]
             if unknown:
                 return 422, {"code": "film_not_found", "message": f"unknown films {unknown}"}
+        if kind in ("promo-codes", "personal-discounts"):
+            unknown = [plan_id for plan_id in body["plan_ids"] if plan_id not in self.plans]
+            if unknown:
+                return 422, {"code": "plan_not_found", "message": f"unknown plans {unknown}"}
         changed = table.get(object_id) != body
         table[object_id] = body
         return 200, {"id": object_id, "changed": changed}

@@ -132,6 +132,85 @@ class AdminData:
             self.conn.execute("DELETE FROM catalog_plan WHERE id = %s", (plan_id,))
             self._tombstone("plan", plan_id)
 
+    def add_promo_code(self, code: str, *, plans=(), **fields) -> str:
+        promo_id = str(uuid.uuid4())
+        now = self.tick()
+        values = {
+            "id": promo_id,
+            "code": code,
+            "description": "",
+            "percent_off": 20,
+            "amount_off": None,
+            "currency": "",
+            "duration": "once",
+            "duration_periods": None,
+            "valid_from": None,
+            "valid_until": None,
+            "max_redemptions": None,
+            "max_per_user": 1,
+            "first_purchase_only": False,
+            "all_plans": not plans,
+            "active": True,
+            "created_at": now,
+            "updated_at": now,
+            **fields,
+        }
+        self._insert("catalog_promo_code", values)
+        self._set_links("catalog_promo_code", "promocode_id", promo_id, plans)
+        return promo_id
+
+    def add_personal_discount(self, user_id: str, *, plans=(), **fields) -> str:
+        discount_id = str(uuid.uuid4())
+        now = self.tick()
+        values = {
+            "id": discount_id,
+            "user_id": user_id,
+            "percent_off": 50,
+            "amount_off": None,
+            "currency": "",
+            "valid_until": None,
+            "note": "support ticket 42",
+            "all_plans": not plans,
+            "active": True,
+            "created_at": now,
+            "updated_at": now,
+            **fields,
+        }
+        self._insert("catalog_personal_discount", values)
+        self._set_links("catalog_personal_discount", "personaldiscount_id", discount_id, plans)
+        return discount_id
+
+    def update_promo_code(self, promo_id: str, **fields) -> None:
+        self._update("catalog_promo_code", promo_id, fields)
+
+    def delete_promo_code(self, promo_id: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "DELETE FROM catalog_promo_code_plans WHERE promocode_id = %s", (promo_id,)
+            )
+            self.conn.execute("DELETE FROM catalog_promo_code WHERE id = %s", (promo_id,))
+            self._tombstone("promo_code", promo_id)
+
+    def delete_personal_discount(self, discount_id: str) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "DELETE FROM catalog_personal_discount_plans WHERE personaldiscount_id = %s",
+                (discount_id,),
+            )
+            self.conn.execute("DELETE FROM catalog_personal_discount WHERE id = %s", (discount_id,))
+            self._tombstone("personal_discount", discount_id)
+
+    def _insert(self, table: str, values: dict) -> None:
+        columns = ", ".join(values)
+        placeholders = ", ".join(f"%({name})s" for name in values)
+        self.conn.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)
+
+    def _set_links(self, table: str, key: str, object_id: str, plans) -> None:
+        for plan_id in plans:
+            self.conn.execute(
+                f"INSERT INTO {table}_plans ({key}, plan_id) VALUES (%s, %s)", (object_id, plan_id)
+            )
+
     def _update(self, table: str, object_id: str, fields: dict) -> None:
         assignments = ", ".join(f"{name} = %({name})s" for name in fields)
         self.conn.execute(
@@ -155,7 +234,9 @@ class AdminData:
 def admin(admin_database_url) -> Iterator[AdminData]:
     data = AdminData(admin_database_url)
     data.conn.execute(
-        "TRUNCATE catalog_plan_films, catalog_plan, catalog_film, catalog_deletion_log"
+        "TRUNCATE catalog_promo_code_plans, catalog_promo_code, catalog_personal_discount_plans,"
+        " catalog_personal_discount, catalog_plan_films, catalog_plan, catalog_film,"
+        " catalog_deletion_log"
     )
     yield data
     data.conn.close()

@@ -78,6 +78,10 @@ class ClockBackwards(NotFound):
     code, message = "clock_backwards", "The clock only moves forward."
 
 
+class PromoCodeNotFound(NotFound):
+    code, message = "promo_code_not_found", "No such promo code."
+
+
 # --- conflicts with the current state (409) ---
 class Conflict(BillingError):
     status_code, code, message = 409, "conflict", "Conflicts with the current state."
@@ -123,6 +127,47 @@ class IdempotencyKeyReused(Unprocessable):
 
 class EventMismatch(Unprocessable):
     code, message = "event_mismatch", "The event's amount or currency does not match."
+
+
+# A promo code the user may not use now (GET /api/v1/plans/{id}/price, POST /api/v1/subscriptions).
+class PromoCodeRefused(Unprocessable):
+    code, message = "promo_code_refused", "This promo code cannot be used."
+
+
+class PromoCodeUnknown(PromoCodeRefused):
+    code, message = "promo_code_unknown", "There is no such promo code."
+
+
+class PromoCodeNotYetValid(PromoCodeRefused):
+    code, message = "promo_code_not_yet_valid", "This promo code is not valid yet."
+
+
+class PromoCodeExpired(PromoCodeRefused):
+    code, message = "promo_code_expired", "This promo code has expired."
+
+
+class PromoCodeExhausted(PromoCodeRefused):
+    code, message = "promo_code_exhausted", "This promo code has been used up."
+
+
+class PromoCodeNotForPlan(PromoCodeRefused):
+    code, message = "promo_code_not_for_plan", "This promo code does not apply to this plan."
+
+
+class PromoCodeFirstPurchaseOnly(PromoCodeRefused):
+    code, message = (
+        "promo_code_first_purchase_only",
+        "This promo code is for a first purchase only.",
+    )
+
+
+class PromoCodeAlreadyUsed(PromoCodeRefused):
+    code, message = "promo_code_already_used", "You have already used this promo code."
+
+
+class AmountBelowMinimum(Unprocessable):
+    code = "amount_below_minimum"
+    message = "The price after the discount is below the smallest amount a card can be charged."
 
 
 # --- our peers (5xx) ---

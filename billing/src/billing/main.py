@@ -22,11 +22,13 @@ from billing.internal.admin import router as internal_admin_router
 from billing.internal.catalog import router as internal_catalog_router
 from billing.internal.clock import router as internal_clock_router
 from billing.internal.events import router as internal_events_router
+from billing.internal.promotions import router as internal_promotions_router
 from billing.log import RequestIdMiddleware, configure_logging
 from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
 from billing.reports.router import router as reports_router
+from billing.promotions.router import router as promotions_router
 from billing.resources import Resources
 from billing.subscriptions.router import router as subscriptions_router
 
@@ -67,6 +69,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_access_router,
         access_router,
         plans_router,
+        promotions_router,
         subscriptions_router,
         payments_router,
         internal_catalog_router,
@@ -75,6 +78,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_clock_router,
         reports_router,
         health_router,
+        internal_promotions_router,
     ):
         app.include_router(router)
     return app

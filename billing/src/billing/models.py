@@ -5,6 +5,14 @@ from billing.idempotency import IdempotencyKey
 from billing.outbox import OutboxMessage
 from billing.payments.models import LedgerEntry, Payment, ProcessedEvent
 from billing.plans.models import Film, Plan, PlanFilm
+from billing.promotions.models import (
+    PersonalDiscount,
+    PersonalDiscountPlan,
+    PromoCode,
+    PromoCodePlan,
+    PromoCodeUser,
+    Redemption,
+)
 from billing.refunds.models import Refund
 from billing.subscriptions.models import Subscription
 
@@ -16,8 +24,14 @@ __all__ = [
     "LedgerEntry",
     "OutboxMessage",
     "Payment",
+    "PersonalDiscount",
+    "PersonalDiscountPlan",
     "Plan",
     "PlanFilm",
+    "PromoCode",
+    "PromoCodePlan",
+    "PromoCodeUser",
+    "Redemption",
     "ProcessedEvent",
     "Refund",
     "Subscription",

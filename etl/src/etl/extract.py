@@ -1,12 +1,15 @@
-"""Reads changed rows from the admin database (read-only): films, plans with their film ids, and
-deletion tombstones, in (changed_at, key) order so a batch can be resumed exactly where it ended.
+"""Reads changed rows from the admin database (read-only): films, plans with their film ids, promo
+codes and personal discounts with their plan ids, and deletion tombstones, in (changed_at, key)
+order so a batch can be resumed exactly where it ended.
 
 The tables are the admin's (admin/catalog/models.py): catalog_film, catalog_plan,
-catalog_plan_films, catalog_deletion_log.
+catalog_plan_films, catalog_promo_code(_plans), catalog_personal_discount(_plans),
+catalog_deletion_log.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +19,20 @@ from psycopg.rows import dict_row
 
 FILMS = "films"
 PLANS = "plans"
+PROMO_CODES = "promo_codes"
+PERSONAL_DISCOUNTS = "personal_discounts"
 DELETIONS = "deletions"
-# Films before plans (a plan names its films), deletions last (a deleted film has already left
-# its plans' film lists, which bumped those plans).
-STREAMS = (FILMS, PLANS, DELETIONS)
+# Films before plans (a plan names its films), discounts after plans (they name plans), deletions
+# last (a deleted film has already left its plans' film lists, which bumped those plans; a promo
+# code made again under a new id has already taken its code over in billing).
+STREAMS = (FILMS, PLANS, PROMO_CODES, PERSONAL_DISCOUNTS, DELETIONS)
+# Deletion log kinds -> the table that may hold the object again (re-created with the same id).
+_DELETED_KINDS = {
+    "film": "catalog_film",
+    "plan": "catalog_plan",
+    "promo_code": "catalog_promo_code",
+    "personal_discount": "catalog_personal_discount",
+}
 
 
 class AdminDatabaseUnavailable(Exception):
@@ -46,11 +59,32 @@ _PLAN_COLUMNS = """
         '{}'
     ) AS film_ids
 """
-_DELETION_COLUMNS = """
+_DISCOUNT_COLUMNS = """
+    {a}.id, {a}.percent_off, {a}.amount_off, NULLIF({a}.currency, '') AS currency, {a}.all_plans,
+    {a}.active, {a}.updated_at AS changed_at,
+    COALESCE(
+        (SELECT array_agg(l.plan_id::text ORDER BY l.plan_id)
+         FROM {table}_plans l WHERE l.{fk} = {a}.id),
+        '{{}}'
+    ) AS plan_ids
+"""
+_PROMO_COLUMNS = (
+    _DISCOUNT_COLUMNS.format(a="c", table="catalog_promo_code", fk="promocode_id")
+    + """, c.code, c.duration, c.duration_periods, c.valid_from, c.valid_until,
+    c.max_redemptions, c.max_per_user, c.first_purchase_only"""
+)
+_PERSONAL_COLUMNS = (
+    _DISCOUNT_COLUMNS.format(a="pd", table="catalog_personal_discount", fk="personaldiscount_id")
+    + ", pd.user_id, pd.valid_until, pd.note"
+)
+_EXISTS_AGAIN = "\n".join(
+    f"        WHEN '{kind}' THEN EXISTS (SELECT 1 FROM {table} x WHERE x.id = d.object_id)"  # noqa: S608
+    for kind, table in _DELETED_KINDS.items()
+)
+_DELETION_COLUMNS = f"""
     d.id, d.model, d.object_id, d.deleted_at AS changed_at,
     CASE d.model
-        WHEN 'film' THEN EXISTS (SELECT 1 FROM catalog_film f WHERE f.id = d.object_id)
-        WHEN 'plan' THEN EXISTS (SELECT 1 FROM catalog_plan p WHERE p.id = d.object_id)
+{_EXISTS_AGAIN}
         ELSE FALSE
     END AS exists_again
 """
@@ -59,6 +93,14 @@ _DELETION_COLUMNS = """
 _QUERIES = {
     FILMS: (_FILM_COLUMNS, "catalog_film f", "f.updated_at", "f.id", "uuid"),
     PLANS: (_PLAN_COLUMNS, "catalog_plan p", "p.updated_at", "p.id", "uuid"),
+    PROMO_CODES: (_PROMO_COLUMNS, "catalog_promo_code c", "c.updated_at", "c.id", "uuid"),
+    PERSONAL_DISCOUNTS: (
+        _PERSONAL_COLUMNS,
+        "catalog_personal_discount pd",
+        "pd.updated_at",
+        "pd.id",
+        "uuid",
+    ),
     DELETIONS: (_DELETION_COLUMNS, "catalog_deletion_log d", "d.deleted_at", "d.id", "bigint"),
 }
 
@@ -147,6 +189,12 @@ def _to_row(stream: str, record: dict[str, Any]) -> Row:
             "all_films": record["all_films"],
             "film_ids": list(record["film_ids"]),
         }
+    elif stream in (PROMO_CODES, PERSONAL_DISCOUNTS):
+        data = {
+            **{name: _plain(value) for name, value in record.items()},
+            "id": key,
+            "plan_ids": list(record["plan_ids"]),
+        }
     else:
         data = {
             "model": record["model"],
@@ -154,3 +202,12 @@ def _to_row(stream: str, record: dict[str, Any]) -> Row:
             "exists_again": record["exists_again"],
         }
     return Row(stream=stream, key=key, changed_at=changed_at, data=data)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: datetimes as ISO 8601 in UTC, UUIDs as text."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    return value

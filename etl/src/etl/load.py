@@ -3,7 +3,8 @@
     PUT    /internal/v1/films/{id}   {title, active}
     PUT    /internal/v1/plans/{id}   {name, description, price_amount, currency, period_unit,
                                       period_count, refund_window_days, active, all_films, film_ids}
-    DELETE /internal/v1/films/{id}, /internal/v1/plans/{id}   (billing deactivates)
+    PUT    /internal/v1/promo-codes/{id}, /internal/v1/personal-discounts/{id}  (docs/contracts.md)
+    DELETE /internal/v1/{films,plans,promo-codes,personal-discounts}/{id}   (billing deactivates)
     -> 200 {"id", "changed": bool}
 
 Failure policy:
@@ -34,6 +35,13 @@ from etl.config import Settings
 log = logging.getLogger("etl.load")
 
 _SYSTEMIC_STATUSES = {401, 403, 408, 425, 429}
+# Deletion log kinds -> billing's collection.
+_COLLECTIONS = {
+    "film": "films",
+    "plan": "plans",
+    "promo_code": "promo-codes",
+    "personal_discount": "personal-discounts",
+}
 
 
 class BillingUnavailable(Exception):
@@ -101,10 +109,19 @@ class BillingClient:
     def put_plan(self, plan_id: str, body: dict, *, request_id: str) -> Delivered | Rejected:
         return self._send("PUT", f"/internal/v1/plans/{plan_id}", body, request_id)
 
+    def put_promo_code(self, promo_id: str, body: dict, *, request_id: str) -> Delivered | Rejected:
+        return self._send("PUT", f"/internal/v1/promo-codes/{promo_id}", body, request_id)
+
+    def put_personal_discount(
+        self, discount_id: str, body: dict, *, request_id: str
+    ) -> Delivered | Rejected:
+        return self._send("PUT", f"/internal/v1/personal-discounts/{discount_id}", body, request_id)
+
     def delete(self, kind: str, object_id: str, *, request_id: str) -> Delivered | Rejected:
-        if kind not in {"film", "plan"}:
+        collection = _COLLECTIONS.get(kind)
+        if collection is None:
             return Rejected(0, "unknown_kind", f"deletion log names an unknown model {kind!r}")
-        return self._send("DELETE", f"/internal/v1/{kind}s/{object_id}", None, request_id)
+        return self._send("DELETE", f"/internal/v1/{collection}/{object_id}", None, request_id)
 
     def _send(
         self, method: str, path: str, body: dict | None, request_id: str

@@ -11,7 +11,16 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from etl.config import Settings
-from etl.extract import DELETIONS, FILMS, PLANS, STREAMS, AdminReader, Row
+from etl.extract import (
+    DELETIONS,
+    FILMS,
+    PERSONAL_DISCOUNTS,
+    PLANS,
+    PROMO_CODES,
+    STREAMS,
+    AdminReader,
+    Row,
+)
 from etl.load import BillingClient, Delivered, Rejected
 from etl.state import StateStore, StreamState
 
@@ -139,9 +148,13 @@ class Etl:
         if stream == FILMS:
             body = {"title": data["title"], "active": data["active"]}
             return self.billing.put_film(row.key, body, request_id=request_id)
+        body = {name: value for name, value in data.items() if name != "id"}
         if stream == PLANS:
-            body = {name: value for name, value in data.items() if name != "id"}
             return self.billing.put_plan(row.key, body, request_id=request_id)
+        if stream == PROMO_CODES:
+            return self.billing.put_promo_code(row.key, body, request_id=request_id)
+        if stream == PERSONAL_DISCOUNTS:
+            return self.billing.put_personal_discount(row.key, body, request_id=request_id)
         assert stream == DELETIONS
         if data["exists_again"]:
             # Re-created with the same id after the deletion: the upsert of the live row wins.
