@@ -13,14 +13,39 @@ from catalog.discounts import uncharged_prices
 from catalog.models import DeletionLog, Film, PersonalDiscount, Plan, PromoCode
 
 
+class ActivationActions:
+    """The actions "Activate / Deactivate selected" for a ModelAdmin whose model has `active`."""
+
+    actions = ["activate", "deactivate"]
+
+    @admin.action(description="Activate selected %(verbose_name_plural)s")
+    def activate(self, request, queryset):
+        self._set_active(request, queryset, True)
+
+    @admin.action(description="Deactivate selected %(verbose_name_plural)s")
+    def deactivate(self, request, queryset):
+        self._set_active(request, queryset, False)
+
+    def _set_active(self, request, queryset, active: bool) -> None:
+        # save() per row (not queryset.update) so updated_at moves and etl sees the change.
+        changed = 0
+        for row in queryset.filter(active=not active):
+            row.active = active
+            row.save(update_fields=["active", "updated_at"])
+            changed += 1
+        name = self.model._meta.verbose_name
+        self.message_user(
+            request, f"{changed} {name}(s) {'activated' if active else 'deactivated'}."
+        )
+
+
 @admin.register(Film)
-class FilmAdmin(admin.ModelAdmin):
+class FilmAdmin(ActivationActions, admin.ModelAdmin):
     list_display = ["title", "active", "plan_count", "updated_at"]
     list_filter = ["active"]
     search_fields = ["title", "description", "=id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     fields = ["id", "title", "description", "active", "created_at", "updated_at"]
-    actions = ["activate", "deactivate"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(plan_count=Count("plans"))
@@ -28,23 +53,6 @@ class FilmAdmin(admin.ModelAdmin):
     @admin.display(description="plans", ordering="plan_count")
     def plan_count(self, film: Film) -> int:
         return film.plan_count
-
-    @admin.action(description="Activate selected films")
-    def activate(self, request, queryset):
-        self._set_active(request, queryset, True)
-
-    @admin.action(description="Deactivate selected films")
-    def deactivate(self, request, queryset):
-        self._set_active(request, queryset, False)
-
-    def _set_active(self, request, queryset, active: bool) -> None:
-        # save() per film (not queryset.update) so updated_at moves and etl sees the change.
-        changed = 0
-        for film in queryset.filter(active=not active):
-            film.active = active
-            film.save(update_fields=["active", "updated_at"])
-            changed += 1
-        self.message_user(request, f"{changed} film(s) {'activated' if active else 'deactivated'}.")
 
 
 class PlanAdminForm(forms.ModelForm):
@@ -69,7 +77,7 @@ class PlanAdminForm(forms.ModelForm):
 
 
 @admin.register(Plan)
-class PlanAdmin(admin.ModelAdmin):
+class PlanAdmin(ActivationActions, admin.ModelAdmin):
     form = PlanAdminForm
     list_display = ["name", "price", "period", "refund_window_days", "coverage", "active"]
     list_filter = ["active", "currency", "period_unit", "all_films"]
@@ -92,7 +100,6 @@ class PlanAdmin(admin.ModelAdmin):
         ("Films", {"fields": ["all_films", "films"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
     ]
-    actions = ["activate", "deactivate"]
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(film_count=Count("films"))
@@ -108,23 +115,6 @@ class PlanAdmin(admin.ModelAdmin):
     @admin.display(description="films")
     def coverage(self, plan: Plan) -> str:
         return "all films" if plan.all_films else f"{plan.film_count} film(s)"
-
-    @admin.action(description="Activate selected plans")
-    def activate(self, request, queryset):
-        self._set_active(request, queryset, True)
-
-    @admin.action(description="Deactivate selected plans")
-    def deactivate(self, request, queryset):
-        self._set_active(request, queryset, False)
-
-    def _set_active(self, request, queryset, active: bool) -> None:
-        # save() per plan (not queryset.update) so updated_at moves and etl sees the change.
-        changed = 0
-        for plan in queryset.filter(active=not active):
-            plan.active = active
-            plan.save(update_fields=["active", "updated_at"])
-            changed += 1
-        self.message_user(request, f"{changed} plan(s) {'activated' if active else 'deactivated'}.")
 
 
 class DiscountForm(forms.ModelForm):
@@ -168,9 +158,8 @@ class PersonalDiscountForm(DiscountForm):
         fields = "__all__"
 
 
-class DiscountAdmin(admin.ModelAdmin):
+class DiscountAdmin(ActivationActions, admin.ModelAdmin):
     filter_horizontal = ["plans"]
-    actions = ["activate", "deactivate"]
 
     @admin.display(description="discount")
     def discount(self, obj) -> str:
@@ -179,23 +168,6 @@ class DiscountAdmin(admin.ModelAdmin):
     @admin.display(description="plans")
     def coverage(self, obj) -> str:
         return "all plans" if obj.all_plans else ", ".join(p.name for p in obj.plans.all())
-
-    @admin.action(description="Activate selected")
-    def activate(self, request, queryset):
-        self._set_active(request, queryset, True)
-
-    @admin.action(description="Deactivate selected")
-    def deactivate(self, request, queryset):
-        self._set_active(request, queryset, False)
-
-    def _set_active(self, request, queryset, active: bool) -> None:
-        # save() per row (not queryset.update) so updated_at moves and etl sees the change.
-        changed = 0
-        for row in queryset.filter(active=not active):
-            row.active = active
-            row.save(update_fields=["active", "updated_at"])
-            changed += 1
-        self.message_user(request, f"{changed} {'activated' if active else 'deactivated'}.")
 
 
 @admin.register(PromoCode)

@@ -198,6 +198,19 @@ def test_plan_list_changes_bump_updated_at_and_deletions_leave_tombstones():
     }
 
 
+def test_deactivate_action_moves_updated_at(manager_client):
+    promo = PromoCode.objects.create(code="OLD", percent_off=10)
+    before = promo.updated_at
+    response = manager_client.post(
+        reverse("admin:catalog_promocode_changelist"),
+        {"action": "deactivate", "_selected_action": [str(promo.pk)]},
+        follow=True,
+    )
+    assert "1 promo code(s) deactivated." in response.content.decode()
+    promo.refresh_from_db()
+    assert promo.active is False and promo.updated_at > before
+
+
 @pytest.fixture
 def billing(settings):
     fake = FakeBilling(settings.SERVICE_JWT_SECRET)
