@@ -27,8 +27,8 @@ from billing.log import RequestIdMiddleware, configure_logging
 from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
-from billing.reports.router import router as reports_router
 from billing.promotions.router import router as promotions_router
+from billing.reports.router import router as reports_router
 from billing.resources import Resources
 from billing.subscriptions.router import router as subscriptions_router
 
