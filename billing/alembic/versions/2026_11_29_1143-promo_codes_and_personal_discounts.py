@@ -1,7 +1,7 @@
 """promo codes and personal discounts
 
 Revision ID: promotions_1
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-29 11:43:51.114659+00:00
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 
 
 revision: str = 'promotions_1'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
