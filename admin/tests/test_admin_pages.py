@@ -64,7 +64,12 @@ def test_manager_logs_in_through_the_login_form(client, manager):
     )
     assert response.status_code == 200
     assert response.context["user"].is_authenticated
-    assert "Site administration" in response.content.decode() or b"Catalog" in response.content
+    # Landed on the admin's index (not the login form again), which lists the catalog's models.
+    assert response.redirect_chain == [("/admin/", 302)]
+    assert response.resolver_match.view_name == "admin:index"
+    page = response.content.decode()
+    assert reverse("admin:catalog_plan_changelist") in page
+    assert reverse("admin:catalog_film_changelist") in page
 
 
 def test_anonymous_user_is_sent_to_the_login_page(client):

@@ -280,8 +280,12 @@ class Billing:
         return {t: await self.count(t) for t in tables}
 
     async def work(self, *, now=None) -> dict[str, int]:
-        """One pass of every worker job (as `python -m billing.worker --once` does)."""
-        return await run_once(self.resources, now=now)
+        """One pass of every worker job (as `python -m billing.worker --once` does); a job that
+        raised (-1, logged and skipped by the worker) fails the test."""
+        done = await run_once(self.resources, now=now)
+        failed = [name for name, count in done.items() if count < 0]
+        assert not failed, f"worker jobs raised: {failed}"
+        return done
 
 
 @pytest.fixture

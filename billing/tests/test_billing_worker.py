@@ -222,8 +222,10 @@ async def test_two_workers_at_once_take_each_row_once(billing):
 
 
 async def test_outbox_rows_are_delivered_by_the_worker(billing):
-    await billing.put_plan()
-    await billing.work()
+    await billing.put_plan()  # a catalog change: one outbox row, not delivered yet
+    assert await billing.count("outbox", "delivered_at IS NULL") >= 1
+    done = await billing.work()
+    assert done["deliver_outbox"] >= 1
     assert await billing.count("outbox", "delivered_at IS NULL") == 0
 
 

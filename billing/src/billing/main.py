@@ -28,6 +28,7 @@ from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
 from billing.promotions.router import router as promotions_router
+from billing.refunds.router import router as refunds_router
 from billing.reports.router import router as reports_router
 from billing.resources import Resources
 from billing.subscriptions.router import router as subscriptions_router
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         promotions_router,
         subscriptions_router,
         payments_router,
+        refunds_router,
         internal_catalog_router,
         internal_events_router,
         internal_admin_router,

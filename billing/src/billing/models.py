@@ -3,7 +3,7 @@
 from billing.db import Base
 from billing.idempotency import IdempotencyKey
 from billing.outbox import OutboxMessage
-from billing.payments.models import LedgerEntry, Payment, ProcessedEvent
+from billing.payments.models import LedgerEntry, Payment, ProcessedEvent, Refund
 from billing.plans.models import Film, Plan, PlanFilm
 from billing.promotions.models import (
     PersonalDiscount,
@@ -13,7 +13,6 @@ from billing.promotions.models import (
     PromoCodeUser,
     Redemption,
 )
-from billing.refunds.models import Refund
 from billing.subscriptions.models import Subscription
 
 metadata = Base.metadata

@@ -15,15 +15,14 @@ from billing.auth import require_service
 from billing.db import SessionDep, utcnow
 from billing.errors import PaymentNotFound
 from billing.payments import service as payments
-from billing.payments.models import LedgerEntry, Payment
+from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import (
     AdminPaymentDetail,
     AdminPaymentOut,
     LedgerEntryOut,
     RefundOut,
 )
-from billing.refunds.models import Refund
-from billing.refunds.router import refund_and_answer
+from billing.refunds import service as refunds
 from billing.refunds.schemas import AdminRefundIn
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.schemas import AdminSubscriptionOut
@@ -120,18 +119,20 @@ async def refund(
     session: SessionDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    return await refund_and_answer(
+    status, answer = await refunds.refund_once(
         resources=request.app.state.resources,
         session=session,
+        request=refunds.RefundRequest(
+            payment_id=payment_id,
+            amount=body.amount,
+            reason=body.reason,
+            initiated_by="admin",
+            end_subscription=body.end_subscription,
+        ),
         owner="service:admin",
         scope="admin.refund",
         idempotency_key=idempotency_key,
-        request={"payment_id": str(payment_id), **body.model_dump()},
-        payment_id=payment_id,
-        user_id=None,
-        amount=body.amount,
-        reason=body.reason,
-        initiated_by="admin",
-        end_subscription=body.end_subscription,
+        fingerprint={"payment_id": str(payment_id), **body.model_dump()},
         now=utcnow(),
     )
+    return JSONResponse(answer, status_code=status)

@@ -18,10 +18,9 @@ from billing.config import Settings
 from billing.errors import PaymentNotFound
 from billing.outbox import note_access_change
 from billing.payments import state
-from billing.payments.models import LedgerEntry, Payment
+from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import AdminPaymentOut, PaymentOut, RefundOut
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES
-from billing.refunds.models import Refund
 from billing.subscriptions import state as subscription_state
 from billing.subscriptions.models import LIVE_STATUSES, Subscription
 from billing.subscriptions.periods import period_end

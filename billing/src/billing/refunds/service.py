@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -25,12 +26,13 @@ from billing.errors import (
     RefundExceedsRemaining,
     RefundWindowPassed,
 )
+from billing.idempotency import run_once
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
-from billing.payments.models import LedgerEntry, Payment
+from billing.payments.models import LedgerEntry, Payment, Refund
+from billing.payments.schemas import RefundOut
 from billing.payments.service import claim, lock_payment, lock_subscription
 from billing.payments.state import REFUNDABLE_STATUSES, refund_may_move, settle_refunds
-from billing.refunds.models import Refund
 from billing.resources import Resources
 from billing.subscriptions import state as subscription_state
 
@@ -46,27 +48,48 @@ def refund_window_end(payment: Payment, refund_window_days: int) -> datetime | N
     return start + timedelta(days=refund_window_days) if start else None
 
 
+@dataclass(frozen=True)
+class RefundRequest:
+    """What is asked: which payment, how much, why, by whom, and whether it ends the subscription.
+
+    `user_id` set: the user's own full refund within the plan's refund window (`by_user`).
+    `user_id` None: a manager's (or Stripe's, for refunds made outside billing) refund of
+    `amount` (None = what is left), no window."""
+
+    payment_id: uuid.UUID
+    reason: str
+    initiated_by: str
+    end_subscription: bool
+    user_id: uuid.UUID | None = None
+    amount: int | None = None
+
+    @classmethod
+    def by_user(cls, *, payment_id: uuid.UUID, user_id: uuid.UUID, reason: str) -> RefundRequest:
+        """The user takes all their money back; the subscription ends."""
+        return cls(
+            payment_id=payment_id,
+            user_id=user_id,
+            reason=reason,
+            initiated_by="user",
+            end_subscription=True,
+        )
+
+
 async def reserve(
     *,
     session: AsyncSession,
-    payment_id: uuid.UUID,
-    user_id: uuid.UUID | None,
-    amount: int | None,
-    reason: str,
-    initiated_by: str,
-    end_subscription: bool,
+    request: RefundRequest,
     now: datetime,
     refund_id: uuid.UUID | None = None,
 ) -> Refund:
     """Write a pending refund under the payment's lock and reserve its amount; not committed.
 
-    `user_id` set: the user's own full refund within the plan's refund window.
-    `user_id` None: a manager's refund of `amount` (None = what is left), no window.
     `refund_id` (derived from the request's Idempotency-Key): if that refund already exists, it is
     the answer — a retry whose first attempt committed the refund but not its key reserves nothing
     more (the primary key is the guard).
     """
-    payment = await lock_payment(session, payment_id)
+    user_id, amount = request.user_id, request.amount
+    payment = await lock_payment(session, request.payment_id)
     if payment is None or (user_id is not None and payment.user_id != user_id):
         raise PaymentNotFound()
     if refund_id is not None:
@@ -103,9 +126,9 @@ async def reserve(
         amount=amount,
         currency=payment.currency,
         status="pending",
-        reason=reason,
-        initiated_by=initiated_by,
-        ends_subscription=end_subscription,
+        reason=request.reason,
+        initiated_by=request.initiated_by,
+        ends_subscription=request.end_subscription,
         next_check_at=now,
         created_at=now,
         updated_at=now,
@@ -124,7 +147,7 @@ async def reserve(
             currency=payment.currency,
         )
     )
-    if end_subscription:
+    if request.end_subscription:
         subscription = await lock_subscription(session, payment.subscription_id)
         if subscription_state.end_by_refund(subscription, now=now):
             note_access_change(session, subscription.user_id, "subscription refunded")
@@ -292,3 +315,48 @@ async def submit(
         else:
             schedule_refund_check(refund, now=now, settings=settings)
         await commit(session, resources.access_cache)
+
+
+# Namespace of refund ids derived from idempotency keys (any fixed UUID; never change it).
+REFUND_ID_NAMESPACE = uuid.UUID("6d0f3c8e-5a1b-4f3e-9a57-2b8c1e4d7f60")
+
+
+async def refund_once(
+    *,
+    resources: Resources,
+    session: AsyncSession,
+    request: RefundRequest,
+    owner: str,
+    scope: str,
+    idempotency_key: str | None,
+    fingerprint: dict,
+    now: datetime,
+) -> tuple[int, dict]:
+    """Reserve and commit a refund, send it to pay_api: (201, the refund), once per key.
+
+    The refund's id comes from the Idempotency-Key: the refund row commits before the key's answer
+    does, so after a crash between the two a retry with the same key must find that refund, not
+    reserve a second one. `fingerprint`: the request as the key remembers it (another body with
+    the same key is refused)."""
+    refund_id = (
+        uuid.uuid5(REFUND_ID_NAMESPACE, f"{owner}|{scope}|{idempotency_key}")
+        if idempotency_key
+        else None
+    )
+
+    async def work() -> tuple[int, dict]:
+        refund = await reserve(session=session, request=request, now=now, refund_id=refund_id)
+        reserved_id = refund.id
+        await commit(session, resources.access_cache)
+        await submit(resources=resources, refund_id=reserved_id, now=now)
+        refund = await session.get(Refund, reserved_id, populate_existing=True)
+        return 201, RefundOut.model_validate(refund).model_dump(mode="json")
+
+    return await run_once(
+        sessionmaker=resources.idempotency_sessionmaker,
+        owner=owner,
+        scope=scope,
+        key=idempotency_key,
+        request=fingerprint,
+        work=work,
+    )

@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from billing.errors import Unprocessable
 from billing.money import MINOR_DIGITS
+from billing.payments.models import REFUND_STATUSES
 from billing.payments.state import PAYMENT_STATUSES
-from billing.refunds.models import REFUND_STATUSES
 
 BATCH_ROWS = 1000
 

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import GatewayUnavailable
 from billing.pay_api import PayApiClient, PayApiError
-from billing.payments.models import Payment
-from billing.refunds.models import Refund
+from billing.payments.models import Payment, Refund
 from billing.reports.schemas import CustomerMatch
 from billing.subscriptions.models import Subscription
 

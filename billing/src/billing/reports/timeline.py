@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.money import for_people
-from billing.payments.models import Payment
-from billing.refunds.models import Refund
+from billing.payments.models import Payment, Refund
 from billing.reports.schemas import TimelineItem
 from billing.subscriptions.models import Subscription
 

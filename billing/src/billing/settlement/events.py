@@ -14,10 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
-from billing.payments.models import ProcessedEvent
+from billing.payments.models import REFUND_STATUSES, ProcessedEvent
 from billing.payments.service import lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
-from billing.refunds.models import REFUND_STATUSES
 from billing.refunds.service import apply_refund_status, lock_refund
 from billing.settlement.answers import PaymentReport, apply_payment_report
 

@@ -13,10 +13,14 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
-from billing.payments.models import Payment
+from billing.payments.models import Payment, Refund
 from billing.payments.state import REFUNDABLE_STATUSES
-from billing.refunds.models import Refund
-from billing.refunds.service import apply_refund_status, reserve, succeeded_total
+from billing.refunds.service import (
+    RefundRequest,
+    apply_refund_status,
+    reserve,
+    succeeded_total,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,12 +100,13 @@ async def record_refunded_outside(
     fully = await succeeded_total(session, payment.id) + missing >= payment.amount
     refund = await reserve(
         session=session,
-        payment_id=payment.id,
-        user_id=None,
-        amount=missing,
-        reason=OUTSIDE_REASON,
-        initiated_by=OUTSIDE_INITIATOR,
-        end_subscription=fully,
+        request=RefundRequest(
+            payment_id=payment.id,
+            amount=missing,
+            reason=OUTSIDE_REASON,
+            initiated_by=OUTSIDE_INITIATOR,
+            end_subscription=fully,
+        ),
         now=now,
     )
     refund.submitted_at = now  # made at Stripe already: never sent to pay_api

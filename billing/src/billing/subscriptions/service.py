@@ -18,14 +18,13 @@ from billing.errors import (
 from billing.money import for_people
 from billing.outbox import commit, note_access_change
 from billing.payments import service as payments
-from billing.payments.models import Payment
+from billing.payments.models import Payment, Refund
 from billing.payments.schemas import RefundOut
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.payments.state import PAID_STATUSES as PAID_PAYMENT_STATUSES
 from billing.plans import service as plans
 from billing.plans.schemas import Money
 from billing.refunds import service as refunds
-from billing.refunds.models import Refund
 from billing.resources import Resources
 from billing.settlement.registration import register
 from billing.subscriptions import state
@@ -254,12 +253,9 @@ async def cancel(
         try:
             refund = await refunds.reserve(
                 session=session,
-                payment_id=payment.id,
-                user_id=user_id,
-                amount=None,
-                reason="requested_by_customer",
-                initiated_by="user",
-                end_subscription=True,
+                request=refunds.RefundRequest.by_user(
+                    payment_id=payment.id, user_id=user_id, reason="requested_by_customer"
+                ),
                 now=now,
             )
         except BillingError:

@@ -21,10 +21,9 @@ from billing.db import utcnow
 from billing.outbox import TOPIC_CATALOG_CHANGED, OutboxMessage, commit
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments import state
-from billing.payments.models import Payment
+from billing.payments.models import Payment, Refund
 from billing.payments.service import lock_payment, schedule_check
 from billing.payments.state import OPEN_PAYMENT_STATUSES
-from billing.refunds.models import Refund
 from billing.refunds.service import (
     apply_refund_status,
     lock_refund,
