@@ -11,7 +11,7 @@ import pytest
 from pay_api.gateway import IntentState
 from pay_api.outbox import OutboxMessage
 from pay_api.payments import state
-from pay_api.payments.models import Payment
+from pay_api.payments.models import Customer, Payment
 from sqlalchemy import select
 
 from pay_api import create_app
@@ -175,7 +175,8 @@ def test_webhooks_settle_unknown_except_news_of_an_earlier_attempt(db, api):
                 "currency": "usd",
                 "payment_method": pm,
                 "last_payment_error": None,
-                "metadata": {},
+                "metadata": {"payment_id": str(payment_id)},
+                "customer": "cus_state_machine",
                 **extra,
             }
         )
@@ -183,6 +184,9 @@ def test_webhooks_settle_unknown_except_news_of_an_earlier_attempt(db, api):
     def unknown(session) -> Payment:
         row = session.get(Payment, payment_id, with_for_update=True)
         row.status, row.payment_method_id, row.confirm_attempts = "unknown", "pm_lost", 2
+        row.stripe_payment_intent_id = "pi_state_machine"
+        if session.get(Customer, row.user_id) is None:
+            session.add(Customer(user_id=row.user_id, stripe_customer_id="cus_state_machine"))
         return row
 
     with db.transaction() as session:

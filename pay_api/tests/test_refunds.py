@@ -181,8 +181,9 @@ def test_unknown_refund_is_404(client):
 
 
 def test_refund_events_from_real_stripe_apply(client, db, api, paid):
-    """refund.updated / refund.failed are sent by real Stripe (not by localstripe)."""
-    from .test_webhooks import event, post, signed
+    """refund.updated / refund.failed are sent by real Stripe (not by localstripe): here Stripe's
+    refund is made and failed at localstripe with the secret key, then the event is posted."""
+    from .test_webhooks import event, post, signed, stripe_api
 
     refund_id = uuid.uuid4()
     with db.transaction() as session:
@@ -195,8 +196,22 @@ def test_refund_events_from_real_stripe_apply(client, db, api, paid):
                 status="pending",
             )
         )
+    at_stripe = stripe_api(
+        api,
+        "POST",
+        "/v1/refunds",
+        payment_intent=paid["stripe_payment_intent_id"],
+        amount=250,
+        **{"metadata[refund_id]": str(refund_id)},
+    )
+    stripe_api(
+        api,
+        "POST",
+        f"/v1/refunds/{at_stripe['id']}",
+        status="failed",  # localstripe's refunds have no failure_reason to set
+    )
     obj = {
-        "id": "re_from_stripe_" + uuid.uuid4().hex[:8],
+        "id": at_stripe["id"],
         "object": "refund",
         "amount": 250,
         "status": "failed",
@@ -219,23 +234,33 @@ def test_refund_events_from_real_stripe_apply(client, db, api, paid):
 
 def test_a_succeeded_refund_that_fails_later_reaches_billing(client, db, api, paid):
     """Real Stripe: the bank returns a refund after it succeeded (`refund.updated`, failed)."""
-    from .test_webhooks import _outbox_for, event, post, signed
+    from .test_webhooks import _outbox_for, event, post, signed, stripe_api
 
     payment_id = paid["payment_id"]
     refund_id = uuid.uuid4()
     made = refund(client, payment_id, 400, refund_id).json
     assert made["status"] == "succeeded"
-    # Refunded 300 more in Stripe's Dashboard: Stripe's total is 700.
+    # Refunded 300 more in Stripe's Dashboard: Stripe's total is 700 (the event's body says
+    # more; only Stripe's own charge counts).
+    stripe_api(
+        api, "POST", "/v1/refunds", payment_intent=paid["stripe_payment_intent_id"], amount=300
+    )
     charge = {
         "id": "ch_x",
         "object": "charge",
         "payment_intent": paid["stripe_payment_intent_id"],
         "amount": 1000,
-        "amount_refunded": 700,
+        "amount_refunded": 1000,
     }
     outside = event("charge.refunded", charge)
     assert post(client, outside, signed(outside)).status_code == 200
     assert api.get_payment(payment_id)["amount_refunded"] == 700
+    stripe_api(
+        api,
+        "POST",
+        f"/v1/refunds/{made['stripe_refund_id']}",
+        status="failed",  # localstripe's refunds have no failure_reason to set
+    )
 
     obj = {
         "id": made["stripe_refund_id"],
@@ -258,7 +283,7 @@ def test_a_succeeded_refund_that_fails_later_reaches_billing(client, db, api, pa
         "refund_id": str(refund_id),
         "status": "failed",
         "amount": 400,
-        "failure_code": "expired_or_canceled_card",
+        "failure_code": None,  # Stripe's failure_reason (localstripe has none)
     }
     assert last["amount_refunded"] == 300
 
@@ -277,9 +302,12 @@ def test_a_succeeded_refund_that_fails_later_reaches_billing(client, db, api, pa
 
 def test_the_cap_counts_refunds_made_outside_and_our_open_ones(client, db, api, paid):
     """Stripe's total (with a Dashboard refund) plus our pending refunds, not the larger of the two."""
-    from .test_webhooks import event, post, signed
+    from .test_webhooks import event, post, signed, stripe_api
 
     payment_id = paid["payment_id"]
+    stripe_api(
+        api, "POST", "/v1/refunds", payment_intent=paid["stripe_payment_intent_id"], amount=600
+    )
     charge = {
         "id": "ch_x",
         "object": "charge",
@@ -303,7 +331,7 @@ def test_the_cap_counts_refunds_made_outside_and_our_open_ones(client, db, api, 
     assert too_much.status_code == 409
     assert too_much.json["code"] == "refund_exceeds_remaining"
     assert too_much.json["details"] == {"remaining": 200, "currency": "usd"}
-    assert api.stripe_refunds(paid["stripe_payment_intent_id"]) == []
+    assert len(api.stripe_refunds(paid["stripe_payment_intent_id"])) == 1  # the Dashboard's
     assert refund(client, payment_id, 200).status_code == 201
     assert api.get_payment(payment_id)["amount_refunded"] == 800  # 600 outside + our 200
     assert refund(client, payment_id, 1).json["code"] == "refund_exceeds_remaining"

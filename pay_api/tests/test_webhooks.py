@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 
+import httpx
 import pytest
 from pay_api.outbox import OutboxMessage
 from pay_api.webhooks.models import StripeEvent
@@ -117,11 +118,33 @@ def test_signature_covers_the_raw_body(client, db, declined_payment):
     assert counts(db) == before
 
 
-def test_duplicate_event_is_one_transition_and_one_outbox_row(client, db, declined_payment):
-    payment_id = declined_payment["payment_id"]
+@pytest.fixture
+def paid_at_stripe_only(api):
+    """A payment Stripe charged (3-D Secure finished in the mock) that pay_api still holds
+    pending: only an event or a refresh can tell it."""
+    payment = api.create_payment()
+    answer = api.pay(payment["payment_id"], "4000002760003184")
+    assert answer["status"] == "requires_action"
+    api.authenticate(answer["client_secret"], success=True)
+    state = api.get_payment(payment["payment_id"])
+    assert state["status"] == "pending"
+    return state
+
+
+def stripe_api(api, method: str, path: str, **data) -> dict:
+    """A call to localstripe with the secret key (what Stripe's Dashboard or API would do)."""
+    response = httpx.request(
+        method, f"{api.localstripe}{path}", data=data or None, auth=("sk_test_offline", "")
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_duplicate_event_is_one_transition_and_one_outbox_row(client, db, paid_at_stripe_only):
+    payment_id = paid_at_stripe_only["payment_id"]
     payload = event(
         "payment_intent.succeeded",
-        intent(declined_payment["stripe_payment_intent_id"], "succeeded"),
+        intent(paid_at_stripe_only["stripe_payment_intent_id"], "succeeded"),
     )
     events_before, outbox_before = counts(db)
 
@@ -179,6 +202,9 @@ def test_stale_failure_of_an_earlier_card_does_not_override_the_current_attempt(
 
 
 def test_canceled_event_closes_the_payment(client, api, declined_payment):
+    stripe_api(
+        api, "POST", f"/v1/payment_intents/{declined_payment['stripe_payment_intent_id']}/cancel"
+    )
     payload = event(
         "payment_intent.canceled",
         intent(declined_payment["stripe_payment_intent_id"], "canceled"),
@@ -236,6 +262,36 @@ def _outbox_for(db, payment_id) -> list[dict]:
         return [r.payload for r in rows if r.payload["payment_id"] == str(payment_id)]
 
 
+def own_snapshot(db, payment_id, status: str, **fields):
+    """A snapshot of the payment's own intent (its id, amount, customer, metadata), as Stripe
+    would answer it: for the state machine alone (localstripe cannot make these states)."""
+    from pay_api.gateway import IntentState
+    from pay_api.payments.models import Customer, Payment
+
+    with db.transaction() as session:
+        payment = session.get(Payment, uuid.UUID(str(payment_id)))
+        customer = session.get(Customer, payment.user_id)
+        obj = intent(
+            payment.stripe_payment_intent_id,
+            status,
+            amount=payment.amount,
+            currency=payment.currency,
+            error=fields.pop("error", None),
+            pm=fields.pop("pm", None),
+        )
+    obj.update(customer=customer.stripe_customer_id, metadata={"payment_id": str(payment_id)})
+    return IntentState.from_stripe({**obj, **fields})
+
+
+def apply_snapshot(db, payment_id, snapshot) -> bool:
+    from pay_api.payments import state
+    from pay_api.payments.models import Payment
+
+    with db.transaction() as session:
+        payment = session.get(Payment, uuid.UUID(str(payment_id)), with_for_update=True)
+        return state.apply_intent(session, payment, snapshot)
+
+
 def test_an_async_failure_after_processing_sends_the_payment_back_to_pending(
     client, db, api, declined_payment
 ):
@@ -244,12 +300,10 @@ def test_an_async_failure_after_processing_sends_the_payment_back_to_pending(
     from pay_api.payments.models import Payment
 
     payment_id = declined_payment["payment_id"]
-    intent_id = declined_payment["stripe_payment_intent_id"]
     with db.transaction() as session:
         current_pm = session.get(Payment, uuid.UUID(payment_id)).payment_method_id
     assert current_pm
-    processing = event("payment_intent.processing", intent(intent_id, "processing", pm=current_pm))
-    assert post(client, processing, signed(processing)).status_code == 200
+    assert apply_snapshot(db, payment_id, own_snapshot(db, payment_id, "processing", pm=current_pm))
     assert api.get_payment(payment_id)["status"] == "processing"
     # While money moves, the page does not start another attempt.
     assert api.charge(payment_id, api.save_card(payment_id, "4242424242424242")).json == {
@@ -258,33 +312,29 @@ def test_an_async_failure_after_processing_sends_the_payment_back_to_pending(
 
     # An outdated failure of an earlier card changes nothing and tells billing nothing.
     outbox_before = len(_outbox_for(db, payment_id))
-    stale = event(
-        "payment_intent.payment_failed",
-        intent(
-            intent_id,
-            "requires_payment_method",
-            pm="pm_an_earlier_card",
-            error={"code": "card_declined", "message": "declined"},
-        ),
+    stale = own_snapshot(
+        db,
+        payment_id,
+        "requires_payment_method",
+        pm="pm_an_earlier_card",
+        error={"code": "card_declined", "message": "declined"},
     )
-    assert post(client, stale, signed(stale)).status_code == 200
+    assert not apply_snapshot(db, payment_id, stale)
     assert api.get_payment(payment_id)["status"] == "processing"
     assert len(_outbox_for(db, payment_id)) == outbox_before
 
     # The current attempt fails asynchronously (e.g. a bank debit returned): back to the user.
-    failed = event(
-        "payment_intent.payment_failed",
-        intent(
-            intent_id,
-            "requires_payment_method",
-            error={
-                "code": "insufficient_funds",
-                "message": "Not enough money.",
-                "payment_method": {"id": current_pm},
-            },
-        ),
+    failed = own_snapshot(
+        db,
+        payment_id,
+        "requires_payment_method",
+        error={
+            "code": "insufficient_funds",
+            "message": "Not enough money.",
+            "payment_method": {"id": current_pm},
+        },
     )
-    assert post(client, failed, signed(failed)).status_code == 200
+    assert apply_snapshot(db, payment_id, failed)
     state = api.get_payment(payment_id)
     assert (state["status"], state["failure_code"], state["failure_message"]) == (
         "pending",
@@ -307,9 +357,7 @@ def test_requires_confirmation_of_the_current_attempt_also_reopens_a_processing_
     payment_id = uuid.UUID(declined_payment["payment_id"])
 
     def snapshot(status: str, pm: str | None) -> IntentState:
-        return IntentState.from_stripe(
-            intent(declined_payment["stripe_payment_intent_id"], status, pm=pm)
-        )
+        return own_snapshot(db, payment_id, status, pm=pm)
 
     with db.transaction() as session:
         payment = session.get(Payment, payment_id, with_for_update=True)

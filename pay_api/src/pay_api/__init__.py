@@ -40,12 +40,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     health.init_app(app)
     errors.register_error_handlers(app)
 
+    from pay_api.flags.views import bp as flags
     from pay_api.payments.internal import bp as payments_internal
     from pay_api.payments.page import bp as payment_page
     from pay_api.refunds.views import bp as refunds
     from pay_api.webhooks.views import bp as webhooks
 
-    for blueprint in (payments_internal, payment_page, refunds, webhooks):
+    for blueprint in (payments_internal, payment_page, refunds, webhooks, flags):
         app.register_blueprint(blueprint)
 
     if settings.stripe_register_webhook and settings.uses_localstripe:

@@ -42,6 +42,22 @@ class InvalidSignature(PayApiError):
     status, code, message = 400, "invalid_signature", "The webhook signature is not valid."
 
 
+class InvalidEvent(PayApiError):
+    """Correctly signed, but not a Stripe event we can read (nothing is stored)."""
+
+    status, code, message = 400, "invalid_event", "The webhook body is not a Stripe event."
+
+
+def _signature_timestamps(header: str | None) -> list[int]:
+    """The `t=` values of a `Stripe-Signature` header (none when it is malformed)."""
+    if not header or len(header) > 4096:
+        return []
+    values = [part.split("=", 1)[1] for part in header.split(",") if part.startswith("t=")]
+    if not values or not all(v.isdigit() and len(v) <= 12 for v in values):
+        return []
+    return [int(v) for v in values]
+
+
 # --- localstripe's differences: the one place ---------------------------------------------------
 
 
@@ -126,15 +142,22 @@ class IntentState:
     failure_code: str | None
     failure_message: str | None
     cancellation_reason: str | None
-    amount_refunded: int | None  # known only when the latest charge came expanded
+    # Refunded on the latest charge: known only when that charge came expanded and succeeded
+    # (a refund only ever counts against money that was taken).
+    amount_refunded: int | None
     payment_id: str | None  # metadata.payment_id
+    customer_id: str | None = None
 
     @classmethod
     def from_stripe(cls, obj: Any) -> IntentState:
         data = _plain(obj)
         error = data.get("last_payment_error") or {}
         charge = data.get("latest_charge")
-        amount_refunded = charge.get("amount_refunded") if isinstance(charge, Mapping) else None
+        amount_refunded = (
+            int(charge.get("amount_refunded") or 0)
+            if isinstance(charge, Mapping) and charge.get("status") == "succeeded"
+            else None
+        )
         return cls(
             id=data["id"],
             status=data["status"],
@@ -149,6 +172,7 @@ class IntentState:
             cancellation_reason=data.get("cancellation_reason"),
             amount_refunded=amount_refunded,
             payment_id=(data.get("metadata") or {}).get("payment_id"),
+            customer_id=_id_of(data.get("customer")),
         )
 
 
@@ -160,6 +184,7 @@ class RefundState:
     payment_intent_id: str | None
     refund_id: str | None  # metadata.refund_id
     failure_reason: str | None
+    currency: str | None = None
 
     @classmethod
     def from_stripe(cls, obj: Any) -> RefundState:
@@ -171,6 +196,7 @@ class RefundState:
             payment_intent_id=_id_of(data.get("payment_intent")),
             refund_id=(data.get("metadata") or {}).get("refund_id"),
             failure_reason=data.get("failure_reason"),
+            currency=str(data.get("currency") or "").lower() or None,
         )
 
 
@@ -351,8 +377,13 @@ class Gateway:
             return state
 
     def retrieve_payment_intent(self, intent_id: str) -> IntentState:
+        """The intent with its latest charge expanded (so its refunded total is known)."""
         with stripe_errors_mapped():
-            return IntentState.from_stripe(self.client.v1.payment_intents.retrieve(intent_id))
+            return IntentState.from_stripe(
+                self.client.v1.payment_intents.retrieve(
+                    intent_id, params={"expand": ["latest_charge"]}
+                )
+            )
 
     def cancel_payment_intent(self, intent_id: str) -> IntentState:
         """Cancel if it can still be charged; otherwise answer its state (e.g. succeeded)."""
@@ -410,21 +441,27 @@ class Gateway:
 
     # webhooks
 
-    def parse_webhook(self, payload: bytes, signature_header: str | None) -> dict[str, Any]:
-        """Verify `Stripe-Signature` over the raw body (5 min tolerance); the event as a dict."""
+    def parse_webhook(self, payload: bytes, signature_header: str | None) -> Any:
+        """Verify `Stripe-Signature` over the raw body; the parsed JSON (any shape: the caller
+        checks it is an event). A timestamp further than the tolerance from now, in the past
+        (a replay) or in the future (Stripe's check lets those through), is refused too."""
+        timestamps = _signature_timestamps(signature_header)
+        now = time.time()
+        if not timestamps or any(abs(now - t) > WEBHOOK_TOLERANCE_SECONDS for t in timestamps):
+            raise InvalidSignature()
         try:
-            stripe.Webhook.construct_event(
-                payload,
+            stripe.WebhookSignature.verify_header(
+                payload.decode("utf-8"),
                 signature_header,
                 self.settings.stripe_webhook_secret,
                 tolerance=WEBHOOK_TOLERANCE_SECONDS,
             )
-            event = json.loads(payload)
-        except (stripe.SignatureVerificationError, ValueError) as exc:
+        except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
             raise InvalidSignature() from exc
-        if not isinstance(event, dict) or "id" not in event or "type" not in event:
-            raise InvalidSignature("The webhook body is not a Stripe event.")
-        return event
+        try:
+            return json.loads(payload)
+        except (ValueError, RecursionError) as exc:  # signed, but not JSON we can read
+            raise InvalidEvent("The webhook body is not JSON.") from exc
 
     def register_localstripe_webhook(self, *, attempts: int = 10, pause: float = 0.5) -> bool:
         """Tell localstripe where to send events (`POST /_config/webhooks/pay_api`)."""

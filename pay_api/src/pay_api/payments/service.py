@@ -175,17 +175,19 @@ def _refreshed(
         return payment, None
     with db.transaction() as session:
         payment = get_payment(session=session, payment_id=payment_id, lock=True)
-        return payment, _apply_stripe_now(session, gateway, payment)
+        return payment, _apply_stripe_now(session, gateway, payment, source="refresh")
 
 
-def _apply_stripe_now(session: Session, gateway: Gateway, payment: Payment) -> IntentState:
+def _apply_stripe_now(
+    session: Session, gateway: Gateway, payment: Payment, *, source: str = "stripe"
+) -> IntentState:
     """Stripe's view of the payment's intent, asked under the payment's row lock and applied.
 
     Asked under the lock (as the charge confirms under it), the snapshot cannot predate a
     confirmation applied meanwhile, which matters since processing may go back to pending."""
     assert payment.stripe_payment_intent_id is not None
     intent = gateway.retrieve_payment_intent(payment.stripe_payment_intent_id)
-    state.apply_intent(session, payment, intent, current=True)
+    state.apply_intent(session, payment, intent, current=True, source=source)
     return intent
 
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from pay_api import outbox
+from pay_api import outbox, verification
+from pay_api.flags.service import raise_flag
 from pay_api.gateway import IntentState
 from pay_api.payments.models import FINAL_PAYMENT_STATUSES, Payment
 from pay_api.refunds import totals
@@ -46,17 +47,36 @@ def status_for(intent: IntentState) -> str:
 
 
 def apply_intent(
-    session: Session, payment: Payment, intent: IntentState, *, current: bool = False
+    session: Session,
+    payment: Payment,
+    intent: IntentState,
+    *,
+    current: bool = False,
+    source: str = "stripe",
 ) -> bool:
     """Apply Stripe's view of the payment's intent; write an outbox row if billing must know.
 
-    `current`: the snapshot was asked of Stripe under the payment's row lock (not a webhook), so
-    nothing of ours happened after it."""
+    `current`: the snapshot was asked of Stripe under the payment's row lock, so nothing of ours
+    happened after it. An intent that is not our payment's (amount, currency, customer,
+    metadata) changes nothing and is flagged (verification.py); so is a payment we hold
+    succeeded that Stripe says was never charged (only a manager may undo a success)."""
+    if not verification.intent_matches(session, payment, intent, source=source):
+        return False
     before = (payment.status, payment.failure_code, payment.failure_message)
     before_refunded = payment.amount_refunded
     new_status = status_for(intent)
+    if current and payment.status == "succeeded" and new_status != "succeeded":
+        raise_flag(
+            session,
+            kind="diverged_from_stripe",
+            stripe_object_id=intent.id,
+            payment_id=payment.id,
+            source=source,
+            details={"ours": payment.status, "stripe": intent.status},
+        )
 
-    if intent.amount_refunded is not None:
+    # A refunded total counts only against a charge that succeeded (see IntentState).
+    if intent.amount_refunded is not None and intent.status == "succeeded":
         totals.apply_stripe_total(session, payment, intent.amount_refunded)
 
     if payment.status == "unknown":

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from pay_api import failpoints, outbox
+from pay_api import failpoints, outbox, verification
 from pay_api.db import Database, utcnow
 from pay_api.errors import (
     GatewayRejected,
@@ -188,12 +188,21 @@ def find_refund(*, db: Database, refund_id: uuid.UUID) -> Refund:
 
 
 def apply_refund(
-    session: Session, refund: Refund, state: RefundState, *, payment: Payment | None = None
+    session: Session,
+    refund: Refund,
+    state: RefundState,
+    *,
+    payment: Payment | None = None,
+    source: str = "stripe",
 ) -> bool:
     """Monotonic: pending → succeeded | failed | canceled, and succeeded → failed | canceled (the
-    bank returned the money to us after all: Stripe's `refund.failed`); nothing else changes."""
+    bank returned the money to us after all: Stripe's `refund.failed`); nothing else changes.
+    A Stripe refund that is not this one (intent, amount, currency, metadata) changes nothing
+    and is flagged (verification.py)."""
     if payment is None:
         payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
+    if not verification.refund_matches(session, payment, refund, state, source=source):
+        return False
     changed = False
     if refund.stripe_refund_id is None:
         refund.stripe_refund_id = state.id
