@@ -17,70 +17,77 @@ from pay_api.gateway import IntentState, RefundState
 from pay_api.payments.models import Customer, Payment
 
 
-def _differences(ours: dict[str, Any], stripes: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _matches(
+    session: Session,
+    *,
+    payment: Payment,
+    stripe_object_id: str,
+    ours: dict[str, Any],
+    stripes: dict[str, Any],
+    source: str,
+) -> bool:
+    """True when every field agrees; otherwise a flag names the fields that differ."""
+    differences = {
         field: {"ours": ours[field], "stripe": stripes[field]}
         for field in ours
         if ours[field] != stripes[field]
     }
+    if differences:
+        raise_flag(
+            session,
+            kind="object_mismatch",
+            stripe_object_id=stripe_object_id,
+            payment_id=payment.id,
+            source=source,
+            details=differences,
+        )
+    return not differences
 
 
 def intent_matches(session: Session, payment: Payment, intent: IntentState, *, source: str) -> bool:
     """True when the intent is our payment's: id, amount, currency, customer, metadata."""
     customer = session.get(Customer, payment.user_id)
-    differences = _differences(
-        {
+    return _matches(
+        session,
+        payment=payment,
+        stripe_object_id=intent.id,
+        ours={
             "id": payment.stripe_payment_intent_id,
             "amount": payment.amount,
             "currency": payment.currency.lower(),
             "customer": customer.stripe_customer_id if customer else None,
             "metadata.payment_id": str(payment.id),
         },
-        {
+        stripes={
             "id": intent.id,
             "amount": intent.amount,
             "currency": intent.currency,
             "customer": intent.customer_id,
             "metadata.payment_id": intent.payment_id,
         },
+        source=source,
     )
-    if differences:
-        raise_flag(
-            session,
-            kind="object_mismatch",
-            stripe_object_id=intent.id,
-            payment_id=payment.id,
-            source=source,
-            details=differences,
-        )
-    return not differences
 
 
 def refund_matches(
     session: Session, payment: Payment, refund: Any, refund_state: RefundState, *, source: str
 ) -> bool:
     """True when Stripe's refund is ours: same intent, amount, currency and metadata.refund_id."""
-    differences = _differences(
-        {
+    return _matches(
+        session,
+        payment=payment,
+        stripe_object_id=refund_state.id,
+        ours={
             "payment_intent": payment.stripe_payment_intent_id,
             "amount": refund.amount,
             "currency": refund.currency.lower(),
             "metadata.refund_id": str(refund.id),
         },
-        {
+        stripes={
             "payment_intent": refund_state.payment_intent_id,
             "amount": refund_state.amount,
             "currency": refund_state.currency or refund.currency.lower(),
             "metadata.refund_id": refund_state.refund_id,
         },
+        source=source,
     )
-    if differences:
-        raise_flag(
-            session,
-            kind="object_mismatch",
-            stripe_object_id=refund_state.id,
-            payment_id=payment.id,
-            source=source,
-            details=differences,
-        )
-    return not differences

@@ -82,34 +82,16 @@ def _refresh_payment(session: Session, gateway: Gateway, intent_id: str, *, sour
     if payment is None:
         log.info("stripe event for an intent we do not know", extra={"intent_id": intent_id})
         return
-    try:
-        intent = gateway.retrieve_payment_intent(intent_id)
-    except GatewayRejected as exc:
-        raise_flag(
-            session,
-            kind="object_missing",
-            stripe_object_id=intent_id,
-            payment_id=payment.id,
-            source=source,
-            details={"stripe_code": exc.stripe_code},
-        )
-        return
-    state.apply_intent(session, payment, intent, current=True, source=source)
+    intent = _fetch(session, gateway.retrieve_payment_intent, intent_id, source, payment.id)
+    if intent is not None:
+        state.apply_intent(session, payment, intent, current=True, source=source)
 
 
 def _apply_refund(session: Session, gateway: Gateway, stripe_refund_id: str, *, source: str):
     """Stripe's refund applied to ours if it is ours; else the intent it belongs to, whose
     refunded total moved (a refund made outside pay_api, e.g. in the Dashboard)."""
-    try:
-        refund_state = gateway.retrieve_refund(stripe_refund_id)
-    except GatewayRejected as exc:
-        raise_flag(
-            session,
-            kind="object_missing",
-            stripe_object_id=stripe_refund_id,
-            source=source,
-            details={"stripe_code": exc.stripe_code},
-        )
+    refund_state = _fetch(session, gateway.retrieve_refund, stripe_refund_id, source, None)
+    if refund_state is None:
         return None
     refund = refunds.find_by_stripe(session, refund_state)
     if refund is not None:
@@ -117,3 +99,19 @@ def _apply_refund(session: Session, gateway: Gateway, stripe_refund_id: str, *, 
         refunds.apply_refund(session, refund, refund_state, source=source)
         return None
     return refund_state.payment_intent_id
+
+
+def _fetch(session: Session, retrieve, object_id: str, source: str, payment_id):
+    """Stripe's object named by the event; None (and a flag) when Stripe has no such object."""
+    try:
+        return retrieve(object_id)
+    except GatewayRejected as exc:
+        raise_flag(
+            session,
+            kind="object_missing",
+            stripe_object_id=object_id,
+            payment_id=payment_id,
+            source=source,
+            details={"stripe_code": exc.stripe_code},
+        )
+        return None
