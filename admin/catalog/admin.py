@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
+from audit.log import AuditedModelAdmin, ReadOnlyModelAdmin, record
+from audit.models import AuditEntry
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -9,8 +13,9 @@ from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html
 
+from catalog.currencies import format_money, minor_unit_digits, to_major, to_minor
 from catalog.discounts import uncharged_prices
-from catalog.models import DeletionLog, Film, PersonalDiscount, Plan, PromoCode
+from catalog.models import MAX_PRICE_AMOUNT, DeletionLog, Film, PersonalDiscount, Plan, PromoCode
 
 
 class ActivationActions:
@@ -32,6 +37,16 @@ class ActivationActions:
         for row in queryset.filter(active=not active):
             row.active = active
             row.save(update_fields=["active", "updated_at"])
+            record(
+                user=request.user,
+                action=AuditEntry.Action.CHANGE,
+                target_type=self.model._meta.model_name,
+                target_id=row.pk,
+                target_repr=str(row),
+                customer_id=getattr(row, "user_id", None),
+                changes={"active": [not active, active]},
+                reason="list action",
+            )
             changed += 1
         name = self.model._meta.verbose_name
         self.message_user(
@@ -40,7 +55,7 @@ class ActivationActions:
 
 
 @admin.register(Film)
-class FilmAdmin(ActivationActions, admin.ModelAdmin):
+class FilmAdmin(ActivationActions, AuditedModelAdmin):
     list_display = ["title", "active", "plan_count", "updated_at"]
     list_filter = ["active"]
     search_fields = ["title", "description", "=id"]
@@ -56,12 +71,35 @@ class FilmAdmin(ActivationActions, admin.ModelAdmin):
 
 
 class PlanAdminForm(forms.ModelForm):
+    """The price is typed in the currency's units ("9.99" USD, "1000" JPY) and stored in minor
+    units; a change of price or currency needs a reason (it is money, and goes to the audit log)."""
+
+    price = forms.DecimalField(
+        label="Price",
+        min_value=Decimal("0"),
+        max_digits=12,
+        help_text="In the currency's units: 9.99 for USD, 1000 for JPY (no minor unit).",
+    )
+    change_reason = forms.CharField(
+        label="Reason for the change",
+        required=False,
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Kept in the audit log; required when the price or currency changes.",
+    )
+
     class Meta:
         model = Plan
-        fields = "__all__"
+        exclude = ["price_amount"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding and self.instance.price_amount:
+            self.initial["price"] = to_major(self.instance.price_amount, self.instance.currency)
 
     def clean(self):
         cleaned = super().clean()
+        self._clean_price(cleaned)
         films = cleaned.get("films")
         all_films = cleaned.get("all_films")
         if all_films and films:
@@ -75,23 +113,52 @@ class PlanAdminForm(forms.ModelForm):
             )
         return cleaned
 
+    def _clean_price(self, cleaned) -> None:
+        price, currency = cleaned.get("price"), cleaned.get("currency")
+        if price is None or not currency:
+            return
+        try:
+            minor = to_minor(price, currency)
+        except ValueError:
+            digits = minor_unit_digits(currency)
+            self.add_error(
+                "price",
+                f"{currency.upper()} prices have {digits or 'no'} decimal place{'s' * (digits != 1)}"
+                f"{'' if digits else ' (it has no minor unit)'}.",
+            )
+            return
+        if minor <= 0:
+            self.add_error("price", "The price must be greater than zero.")
+        elif minor > MAX_PRICE_AMOUNT:
+            self.add_error(
+                "price",
+                f"The price is larger than one card payment allows "
+                f"({format_money(MAX_PRICE_AMOUNT, currency)}).",
+            )
+        else:
+            money_changed = not self.instance._state.adding and (
+                minor != self.instance.price_amount or currency != self.instance.currency
+            )
+            if money_changed and not cleaned.get("change_reason", "").strip():
+                self.add_error("change_reason", "Say why the price or currency changes.")
+            self.instance.price_amount = minor
+
 
 @admin.register(Plan)
-class PlanAdmin(ActivationActions, admin.ModelAdmin):
+class PlanAdmin(ActivationActions, AuditedModelAdmin):
     form = PlanAdminForm
     list_display = ["name", "price", "period", "refund_window_days", "coverage", "active"]
     list_filter = ["active", "currency", "period_unit", "all_films"]
     search_fields = ["name", "description", "=id"]
     filter_horizontal = ["films"]
-    readonly_fields = ["id", "price", "created_at", "updated_at"]
+    readonly_fields = ["id", "created_at", "updated_at"]
     fieldsets = [
         (None, {"fields": ["id", "name", "description", "active"]}),
         (
             "Price and period",
             {
                 "fields": [
-                    ("price_amount", "currency"),
-                    "price",
+                    ("price", "currency"),
                     ("period_count", "period_unit"),
                     "refund_window_days",
                 ]
@@ -99,6 +166,7 @@ class PlanAdmin(ActivationActions, admin.ModelAdmin):
         ),
         ("Films", {"fields": ["all_films", "films"]}),
         ("History", {"fields": ["created_at", "updated_at"], "classes": ["collapse"]}),
+        ("Why", {"fields": ["change_reason"]}),
     ]
 
     def get_queryset(self, request):
@@ -158,7 +226,7 @@ class PersonalDiscountForm(DiscountForm):
         fields = "__all__"
 
 
-class DiscountAdmin(ActivationActions, admin.ModelAdmin):
+class DiscountAdmin(ActivationActions, AuditedModelAdmin):
     filter_horizontal = ["plans"]
 
     @admin.display(description="discount")
@@ -281,18 +349,9 @@ class PersonalDiscountAdmin(DiscountAdmin):
 
 
 @admin.register(DeletionLog)
-class DeletionLogAdmin(admin.ModelAdmin):
+class DeletionLogAdmin(ReadOnlyModelAdmin):
     """Read-only: what etl propagates to billing as deactivations."""
 
     list_display = ["deleted_at", "model", "object_id"]
     list_filter = ["model"]
     search_fields = ["=object_id"]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

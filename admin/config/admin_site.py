@@ -3,23 +3,50 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path, reverse
+from django.urls import path, re_path, reverse
 
 
 class CinemaAdminSite(admin.AdminSite):
     site_header = "Cinema Billing"
     site_title = "Cinema Billing admin"
     index_title = "Catalog and customers"
+    # The home page: the dashboard (for those who may see it) above Django's app list.
+    index_template = "admin/cinema_index.html"
+
+    def index(self, request, extra_context=None):
+        from reports.views import dashboard_context  # imported late: the views use this site
+
+        context = dict(extra_context or {})
+        if request.user.has_perm("reports.view_dashboard"):
+            context.update(show_dashboard=True, **dashboard_context(request))
+        return super().index(request, extra_context=context)
 
     def get_urls(self):
-        from customers import views  # imported late: the views use this site
+        # Imported late: the views use this site.
+        from customers import views
+        from reports import views as reports
 
         custom = [
             path("customers/", self.admin_view(views.customer_lookup), name="customers"),
             path(
+                "customers/<uuid:user_id>/timeline/",
+                self.admin_view(views.customer_timeline),
+                name="customers_timeline",
+            ),
+            path(
+                "customers/payments/<uuid:payment_id>/",
+                self.admin_view(views.payment_detail),
+                name="customers_payment",
+            ),
+            path(
                 "customers/payments/<uuid:payment_id>/refund/",
                 self.admin_view(views.refund_payment),
                 name="customers_refund",
+            ),
+            re_path(
+                r"^reports/export/(?P<name>payments|refunds)\.csv$",
+                self.admin_view(reports.export_csv),
+                name="reports_export",
             ),
         ]
         return custom + super().get_urls()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -49,6 +50,20 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def parse_money_limits(value: str) -> dict[str, Decimal]:
+    """ "usd:50,jpy:5000" → {"usd": Decimal("50"), "jpy": Decimal("5000")} (amounts in units)."""
+    limits: dict[str, Decimal] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        currency, _, amount = item.partition(":")
+        try:
+            limits[currency.strip().lower()] = Decimal(amount.strip())
+        except InvalidOperation as exc:
+            raise ImproperlyConfigured(f"Not a currency:amount pair: {item!r}.") from exc
+    return limits
 
 
 def database_from_url(url: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterator
 
 import httpx
 import jwt
@@ -46,21 +47,20 @@ def _service_token() -> str:
     return jwt.encode(claims, settings.SERVICE_JWT_SECRET, algorithm="HS256")
 
 
-def _call(method: str, path: str, *, body: dict | None = None, idempotency_key: str = "") -> dict:
+def _headers(idempotency_key: str = "") -> dict[str, str]:
     headers = {
         "Authorization": f"Bearer {_service_token()}",
         "X-Request-ID": request_id_var.get() or uuid.uuid4().hex,
     }
     if idempotency_key:
         headers["Idempotency-Key"] = idempotency_key
+    return headers
+
+
+def _send(client: httpx.Client, request: httpx.Request, *, stream: bool = False) -> httpx.Response:
+    """Send one request; no answer or a 5xx is BillingUnavailable, a 4xx BillingError."""
     try:
-        response = httpx.request(
-            method,
-            settings.BILLING_URL.rstrip("/") + path,
-            json=body,
-            headers=headers,
-            timeout=settings.BILLING_TIMEOUT_SECONDS,
-        )
+        response = client.send(request, stream=stream)
     except httpx.TimeoutException as exc:
         raise BillingUnavailable(0, "billing_timeout", "Billing did not answer in time.") from exc
     except httpx.TransportError as exc:
@@ -68,9 +68,31 @@ def _call(method: str, path: str, *, body: dict | None = None, idempotency_key: 
             0, "billing_unavailable", f"Billing is unreachable ({exc})."
         ) from exc
     if response.status_code >= 400:
+        response.read()
+        response.close()
         code, message = _error_of(response)
         error = BillingUnavailable if response.status_code >= 500 else BillingError
         raise error(response.status_code, code, message)
+    return response
+
+
+def _call(
+    method: str,
+    path: str,
+    *,
+    body: dict | None = None,
+    params: dict | None = None,
+    idempotency_key: str = "",
+) -> dict:
+    with httpx.Client(timeout=settings.BILLING_TIMEOUT_SECONDS) as client:
+        request = client.build_request(
+            method,
+            settings.BILLING_URL.rstrip("/") + path,
+            json=body,
+            params=params,
+            headers=_headers(idempotency_key),
+        )
+        response = _send(client, request)
     try:
         return response.json()
     except ValueError as exc:
@@ -133,3 +155,47 @@ def promo_code_redemptions(*, promo_code_id: uuid.UUID, limit: int = 200) -> dic
     """A promo code's redemptions, newest first, with its counter (404 promo_code_not_found
     while etl has not copied the code to billing yet)."""
     return _call("GET", f"/internal/v1/promo-codes/{promo_code_id}/redemptions?limit={limit}")
+
+
+def report_summary(*, date_from, date_to, granularity: str) -> dict:
+    """The dashboard's figures (docs/contracts.md, "Reports")."""
+    params = {"date_from": str(date_from), "date_to": str(date_to), "granularity": granularity}
+    return _call("GET", "/internal/v1/reports/summary", params=params)
+
+
+def search_customers(*, query: str) -> list[dict]:
+    """Users a user/payment/refund/subscription id or a Stripe id points to."""
+    return _call("GET", "/internal/v1/customers/search", params={"q": query}).get("matches", [])
+
+
+def user_timeline(*, user_id: uuid.UUID) -> list[dict]:
+    """Everything billing knows about the user, oldest first."""
+    return _call("GET", f"/internal/v1/users/{user_id}/timeline").get("items", [])
+
+
+def open_export(*, name: str, params: dict) -> Iterator[bytes]:
+    """billing's CSV export (`payments` or `refunds`) as it arrives. billing's answer is checked
+    before this returns (a refusal raises here, before the manager's download starts); the
+    chunks are then passed on without keeping them."""
+    # The timeout bounds each read: billing sends a batch of rows at a time.
+    client = httpx.Client(timeout=settings.BILLING_TIMEOUT_SECONDS)
+    request = client.build_request(
+        "GET",
+        f"{settings.BILLING_URL.rstrip('/')}/internal/v1/reports/{name}.csv",
+        params={k: v for k, v in params.items() if v not in (None, "")},
+        headers=_headers(),
+    )
+    try:
+        response = _send(client, request, stream=True)
+    except BillingError:
+        client.close()
+        raise
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from response.iter_bytes()
+        finally:
+            response.close()
+            client.close()
+
+    return chunks()

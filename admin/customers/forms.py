@@ -13,6 +13,20 @@ class CustomerLookupForm(forms.Form):
     )
 
 
+class CustomerSearchForm(forms.Form):
+    q = forms.CharField(
+        label="Find a customer",
+        max_length=255,
+        widget=forms.TextInput(
+            attrs={
+                "size": 50,
+                "placeholder": "user id, payment or refund id, pi_…, cus_…, re_…",
+                "autofocus": True,
+            }
+        ),
+    )
+
+
 class RefundForm(forms.Form):
     """A refund of one payment. `idempotency_key` is made once when the form is shown, so a
     double submit (or a retry after billing did not answer) refunds once."""
@@ -38,9 +52,11 @@ class RefundForm(forms.Form):
     refundable = forms.IntegerField(widget=forms.HiddenInput, min_value=0)
     user_id = forms.UUIDField(widget=forms.HiddenInput, required=False)
 
-    def __init__(self, *args, currency: str, **kwargs) -> None:
+    def __init__(self, *args, currency: str, limit: int | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.currency = currency
+        # The most this manager may refund (minor units); None = no limit (see views.refund_limit).
+        self.limit = limit
         digits = minor_unit_digits(currency)
         # Rebuilt for the payment's currency: 2 decimals for USD, none for JPY.
         self.fields["amount"] = forms.DecimalField(
@@ -78,4 +94,14 @@ class RefundForm(forms.Form):
             cleaned["amount_minor"] = minor
         else:
             cleaned["amount_minor"] = refundable
+        minor = cleaned.get("amount_minor")
+        if self.limit is not None and minor is not None and minor > self.limit:
+            self.add_error(
+                None,
+                f"Your role may refund at most {format_money(self.limit, self.currency)} "
+                f"of a payment in {self.currency.upper()}: ask an administrator."
+                if self.limit
+                else f"Your role may not refund {self.currency.upper()} payments: "
+                "ask an administrator.",
+            )
         return cleaned

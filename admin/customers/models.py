@@ -12,5 +12,7 @@ class CustomerBilling(models.Model):
         permissions = [
             ("view_customer_billing", "Can view customers' payments, subscriptions and refunds"),
             ("issue_refund", "Can refund customers' payments"),
+            # Without it, a refund is limited to ADMIN_SUPPORT_REFUND_LIMITS (support's role).
+            ("refund_any_amount", "Can refund any amount (no support limit)"),
         ]
         verbose_name = "customer billing"

@@ -6,8 +6,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from catalog.currencies import format_money
+from audit.log import record
+from audit.models import AuditEntry
+from catalog.currencies import format_money, to_minor
 from catalog.models import Plan
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -15,12 +18,15 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 
-from customers import billing
-from customers.forms import CustomerLookupForm, RefundForm
+from customers import billing, timeline
+from customers.forms import CustomerLookupForm, CustomerSearchForm, RefundForm
 
 log = logging.getLogger("admin.customers")
 
 REFUNDABLE_STATUSES = {"succeeded", "partially_refunded"}
+# Payments a manager looks at when "it did not work": unpaid after a decline, or still unclear.
+FAILED_STATUSES = {"failed", "canceled", "expired", "unknown"}
+RECENT_PAYMENTS = 10
 
 
 def _require(request: HttpRequest, permission: str) -> None:
@@ -53,18 +59,42 @@ def _payment_view(payment: dict, plan_names: dict[str, str], user_id) -> dict:
             if can_refund
             else None
         ),
+        "detail_url": reverse("admin:customers_payment", args=[payment["id"]]),
+        "failed": payment["status"] in FAILED_STATUSES
+        or bool(payment.get("failure_code") and payment["status"] not in REFUNDABLE_STATUSES),
     }
+
+
+def _customer_url(user_id) -> str:
+    return reverse("admin:customers") + f"?user_id={user_id}"
 
 
 def customer_lookup(request: HttpRequest) -> HttpResponse:
-    """Enter a user id; see what billing knows about that user."""
+    """Find a customer from what the manager has in hand (`q`), or show one (`user_id`)."""
     _require(request, "customers.view_customer_billing")
     context = {
         **admin.site.each_context(request),
-        "title": "Customer payments, subscriptions and refunds",
-        "form": CustomerLookupForm(request.GET or None),
+        "title": "Customers",
+        "search_form": CustomerSearchForm(request.GET if "q" in request.GET else None),
+        "form": CustomerLookupForm(request.GET if "user_id" in request.GET else None),
         "looked_up": False,
     }
+    search = context["search_form"]
+    if search.is_bound and search.is_valid():
+        query = search.cleaned_data["q"]
+        try:
+            matches = billing.search_customers(query=query)
+        except billing.BillingError as exc:
+            context["billing_error"] = exc
+            return render(request, "customers/lookup.html", context)
+        users = list(dict.fromkeys(m["user_id"] for m in matches))
+        if len(users) == 1:
+            return redirect(_customer_url(users[0]))
+        context.update(
+            searched=query, matches=[{**m, "url": _customer_url(m["user_id"])} for m in matches]
+        )
+        return render(request, "customers/lookup.html", context)
+
     form = context["form"]
     if form.is_bound and form.is_valid():
         user_id = form.cleaned_data["user_id"]
@@ -78,10 +108,15 @@ def customer_lookup(request: HttpRequest) -> HttpResponse:
             names = _plan_names(
                 [p.get("plan_id") for p in payments] + [s.get("plan_id") for s in subscriptions]
             )
+            shown = [_payment_view(p, names, user_id) for p in payments]
             context.update(
                 looked_up=True,
                 user_id=user_id,
-                payments=[_payment_view(p, names, user_id) for p in payments],
+                title=f"Customer {user_id}",
+                timeline_url=reverse("admin:customers_timeline", args=[user_id]),
+                payments=shown[:RECENT_PAYMENTS],
+                more_payments=max(0, len(shown) - RECENT_PAYMENTS),
+                failed_payments=[p for p in shown if p["failed"]],
                 subscriptions=[
                     {
                         **s,
@@ -97,11 +132,67 @@ def customer_lookup(request: HttpRequest) -> HttpResponse:
                         **r,
                         "amount_display": format_money(r["amount"], r["currency"]),
                         "created": _when(r.get("created_at")),
+                        "detail_url": reverse("admin:customers_payment", args=[r["payment_id"]]),
                     }
                     for r in refunds
                 ],
             )
     return render(request, "customers/lookup.html", context)
+
+
+def customer_timeline(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:
+    """One customer's history in order: billing's events and the managers' actions."""
+    _require(request, "customers.view_customer_billing")
+    context = {
+        **admin.site.each_context(request),
+        "title": f"Timeline of {user_id}",
+        "user_id": user_id,
+        "customer_url": _customer_url(user_id),
+    }
+    try:
+        context["items"] = timeline.items(user_id=user_id)
+    except billing.BillingError as exc:
+        context["billing_error"] = exc
+    return render(request, "customers/timeline.html", context)
+
+
+def payment_detail(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
+    """One payment as billing has it: its refunds and every ledger row it caused."""
+    _require(request, "customers.view_customer_billing")
+    context = {**admin.site.each_context(request), "title": f"Payment {payment_id}"}
+    try:
+        payment = billing.get_payment(payment_id=payment_id)
+    except billing.BillingError as exc:
+        context["billing_error"] = exc
+        status = 502 if isinstance(exc, billing.BillingUnavailable) else 404
+        return render(request, "customers/payment.html", context, status=status)
+    user_id = payment.get("user_id")
+    names = _plan_names([payment.get("plan_id")])
+    currency = payment["currency"]
+    context.update(
+        payment=_payment_view(payment, names, user_id),
+        user_id=user_id,
+        customer_url=_customer_url(user_id),
+        timeline_url=reverse("admin:customers_timeline", args=[user_id]),
+        refunds=[
+            {**r, "amount_display": format_money(r["amount"], r["currency"])}
+            for r in payment.get("refunds", [])
+        ],
+        ledger=[
+            {**e, "amount_display": format_money(e["amount"], e.get("currency", currency))}
+            for e in payment.get("ledger", [])
+        ],
+        actions=AuditEntry.objects.filter(target_type="payment", target_id=str(payment_id)),
+    )
+    return render(request, "customers/payment.html", context)
+
+
+def refund_limit(user, currency: str) -> int | None:
+    """The most this manager may refund of one payment, in minor units; None = no limit."""
+    if user.has_perm("customers.refund_any_amount"):
+        return None
+    limit = settings.SUPPORT_REFUND_LIMITS.get(currency.lower())
+    return 0 if limit is None else to_minor(limit, currency)
 
 
 def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
@@ -123,8 +214,9 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
     refundable = max(0, payment["amount"] - payment.get("refunded_amount", 0))
     currency = payment["currency"]
 
+    limit = refund_limit(request.user, currency)
     if request.method == "POST":
-        form = RefundForm(request.POST, currency=currency)
+        form = RefundForm(request.POST, currency=currency, limit=limit)
         if form.is_valid():
             data = form.cleaned_data
             try:
@@ -145,8 +237,26 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
                 form = RefundForm(
                     initial={**_form_initial(form.cleaned_data), "refundable": refundable},
                     currency=currency,
+                    limit=limit,
                 )
             else:
+                record(
+                    user=request.user,
+                    action=AuditEntry.Action.REFUND,
+                    target_type="payment",
+                    target_id=payment_id,
+                    target_repr=f"payment of {format_money(payment['amount'], currency)}",
+                    customer_id=user_id,
+                    changes={
+                        "refund_id": refund.get("id"),
+                        "amount": refund.get("amount"),
+                        "currency": refund.get("currency"),
+                        "amount_display": format_money(refund["amount"], refund["currency"]),
+                        "end_subscription": data["end_subscription"],
+                        "status": refund.get("status"),
+                    },
+                    reason=data["reason"],
+                )
                 log.info(
                     "refund requested",
                     extra={
@@ -162,8 +272,7 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
                     f"Refund of {format_money(refund['amount'], refund['currency'])} "
                     f"requested ({refund.get('status', 'pending')}).",
                 )
-                back = reverse("admin:customers")
-                return redirect(f"{back}?user_id={user_id}" if user_id else back)
+                return redirect(_customer_url(user_id) if user_id else reverse("admin:customers"))
     else:
         form = RefundForm(
             initial={
@@ -173,6 +282,7 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
                 "user_id": user_id,
             },
             currency=currency,
+            limit=limit,
         )
 
     context.update(
@@ -182,6 +292,7 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
         amount_display=format_money(payment["amount"], currency),
         refundable_display=format_money(refundable, currency),
         refundable=refundable,
+        limit_display=format_money(limit, currency) if limit is not None else None,
     )
     return render(request, "customers/refund.html", context)
 

@@ -28,3 +28,30 @@ def manager(db, django_user_model):
 def manager_client(client, manager):
     client.force_login(manager)
     return client
+
+
+@pytest.fixture
+def billing(settings):
+    """A stand-in of billing's internal API (tests/fake_billing_admin.py) the admin talks to."""
+    from fake_billing_admin import FakeBilling
+
+    fake = FakeBilling(settings.SERVICE_JWT_SECRET)
+    settings.BILLING_URL = fake.url
+    yield fake
+    fake.close()
+
+
+@pytest.fixture
+def as_role(client, django_user_model):
+    """as_role("Support") → a client logged in as a staff user whose only role is that group."""
+    from django.contrib.auth.models import Group
+
+    def login(role: str):
+        user = django_user_model.objects.create_user(
+            role.lower().replace(" ", "_"), password="pw-role-1", is_staff=True
+        )
+        user.groups.add(Group.objects.get(name=role))
+        client.force_login(user)
+        return client
+
+    return login

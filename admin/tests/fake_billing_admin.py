@@ -10,6 +10,7 @@ import re
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
 
 import jwt
 
@@ -17,6 +18,10 @@ _USER_LIST = re.compile(r"^/internal/v1/users/([0-9a-f-]{36})/(payments|subscrip
 _PAYMENT = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})$")
 _REFUNDS = re.compile(r"^/internal/v1/payments/([0-9a-f-]{36})/refunds$")
 _REDEMPTIONS = re.compile(r"^/internal/v1/promo-codes/([0-9a-f-]{36})/redemptions(\?.*)?$")
+
+
+_TIMELINE = re.compile(r"^/internal/v1/users/([0-9a-f-]{36})/timeline$")
+_EXPORT = re.compile(r"^/internal/v1/reports/(payments|refunds)\.csv$")
 
 
 class FakeBilling:
@@ -29,6 +34,12 @@ class FakeBilling:
         self.redemptions: dict[str, dict] = {}
         self.requests: list[dict] = []
         self.fail_posts = False  # answer every POST with 503, as a billing in trouble would
+        # Canned answers of the report endpoints (the figures are billing's, tested there).
+        self.summary: dict | None = None
+        self.search_matches: dict[str, list[dict]] = {}
+        self.timelines: dict[str, list[dict]] = {}
+        # CSV export: the header, then this many generated rows, sent in chunks as billing does.
+        self.export_rows = 0
         self._answers: dict[str, tuple[dict, int, dict]] = {}
         self._lock = threading.Lock()
         fake = self
@@ -87,6 +98,8 @@ class FakeBilling:
 
     # -- HTTP -----------------------------------------------------------------------------------
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        if _EXPORT.match(urlsplit(handler.path).path):
+            return self._export(handler)
         length = int(handler.headers.get("Content-Length") or 0)
         body = json.loads(handler.rfile.read(length)) if length else None
         claims = self._claims(handler.headers.get("Authorization", ""))
@@ -121,7 +134,69 @@ class FakeBilling:
         except jwt.PyJWTError:
             return None
 
+    def _export(self, handler: BaseHTTPRequestHandler) -> None:
+        """A CSV answer written a batch of rows at a time (never built whole)."""
+        claims = self._claims(handler.headers.get("Authorization", ""))
+        parts = urlsplit(handler.path)
+        with self._lock:
+            self.requests.append(
+                {
+                    "method": "GET",
+                    "path": parts.path,
+                    "query": dict(parse_qsl(parts.query)),
+                    "body": None,
+                    "claims": claims,
+                    "idempotency_key": "",
+                }
+            )
+        if claims is None:
+            handler.send_response(401)
+            handler.end_headers()
+            return
+        if dict(parse_qsl(parts.query)).get("status") == "bogus":
+            payload = b'{"code": "validation_error", "message": "status must be one of ..."}'
+            handler.send_response(422)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.end_headers()
+            handler.wfile.write(payload)
+            return
+        handler.send_response(200)
+        handler.send_header("Content-Type", "text/csv; charset=utf-8")
+        handler.end_headers()  # HTTP/1.0: the body ends when the connection closes
+
+        def chunk(data: bytes) -> None:
+            handler.wfile.write(data)
+            handler.wfile.flush()
+
+        chunk(b"payment_id,amount,currency\r\n")
+        batch = []
+        for i in range(self.export_rows):
+            batch.append(f"{uuid.UUID(int=i)},9.99,usd\r\n")
+            if len(batch) == 1000:
+                chunk("".join(batch).encode())
+                batch = []
+        if batch:
+            chunk("".join(batch).encode())
+
     def _answer(self, method: str, path: str, body, key: str) -> tuple[int, dict]:
+        parts = urlsplit(path)
+        query = dict(parse_qsl(parts.query))
+        if method == "GET" and parts.path == "/internal/v1/reports/summary":
+            return 200, self.summary or {"currencies": [], "series": [], "totals": [],
+                                         "as_of": "2026-11-29T00:00:00+00:00"}  # fmt: skip
+        if method == "GET" and parts.path == "/internal/v1/customers/search":
+            q = query.get("q", "").strip()
+            matches = self.search_matches.get(q)
+            if matches is None:
+                matches = [
+                    {"user_id": p["user_id"], "via": "payment_id", "payment_id": p["id"]}
+                    for p in self.payments.values()
+                    if q == p["id"]
+                ]
+            return 200, {"query": q, "matches": matches}
+        if method == "GET" and (match := _TIMELINE.match(parts.path)):
+            return 200, {"user_id": match.group(1), "items": self.timelines.get(match.group(1), [])}
         if method == "GET" and (match := _USER_LIST.match(path)):
             user_id, kind = match.groups()
             source = {

@@ -9,7 +9,7 @@ def plan_form(**overrides) -> dict:
     data = {
         "name": "Family",
         "description": "Everything for the family",
-        "price_amount": "1499",
+        "price": "14.99",
         "currency": "eur",
         "period_count": "1",
         "period_unit": "month",
@@ -119,9 +119,11 @@ def test_plan_list_search_and_filter(manager_client):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("price_amount", "0", "The price must be greater than zero."),
-        ("price_amount", "-5", "greater than or equal to 0"),
-        ("price_amount", "9.99", "Enter a whole number."),
+        ("price", "0", "The price must be greater than zero."),
+        ("price", "-5", "greater than or equal to 0"),
+        ("price", "9.999", "EUR prices have 2 decimal places."),
+        ("price", "1000000", "larger than one card payment allows"),
+        ("price", "ten", "Enter a number."),
         ("currency", "xyz", "Select a valid choice. xyz is not one of the available choices."),
         ("period_count", "0", "A period is at least 1 day or month."),
     ],
@@ -164,3 +166,40 @@ def test_deactivate_action_moves_updated_at(manager_client):
     plan.refresh_from_db()
     assert plan.active is False
     assert plan.updated_at > before
+
+
+def test_a_yen_price_is_typed_in_yen_and_has_no_decimals(manager_client):
+    film = Film.objects.create(title="The Matrix")
+    url = reverse("admin:catalog_plan_add")
+    refused = manager_client.post(url, plan_form(films=[str(film.pk)], currency="jpy", price="9.5"))
+    assert "JPY prices have no decimal places (it has no minor unit)." in str(
+        refused.context["adminform"].form.errors["price"]
+    )
+    response = manager_client.post(
+        url, plan_form(films=[str(film.pk)], currency="jpy", price="1000")
+    )
+    assert response.status_code == 302
+    plan = Plan.objects.get(name="Family")
+    assert (plan.price_amount, plan.currency, plan.price_display) == (1000, "jpy", "1,000 JPY")
+
+
+def test_the_change_form_shows_the_price_in_units_and_a_new_price_needs_a_reason(manager_client):
+    plan = Plan.objects.create(name="Premium", price_amount=999, currency="usd", all_films=True)
+    url = reverse("admin:catalog_plan_change", args=[plan.pk])
+    page = manager_client.get(url).content.decode()
+    assert 'name="price" value="9.99"' in page
+    form = plan_form(name="Premium", currency="usd", all_films="on", price="12.50")
+    refused = manager_client.post(url, form)
+    assert refused.status_code == 200
+    assert "Say why the price or currency changes." in str(
+        refused.context["adminform"].form.errors["change_reason"]
+    )
+    plan.refresh_from_db()
+    assert plan.price_amount == 999
+    saved = manager_client.post(url, {**form, "change_reason": "New season pricing"})
+    assert saved.status_code == 302
+    plan.refresh_from_db()
+    assert plan.price_amount == 1250
+    # Same price again, another field changed: no reason needed.
+    renamed = manager_client.post(url, {**form, "name": "Premium+", "price": "12.5"})
+    assert renamed.status_code == 302

@@ -6,19 +6,10 @@ import uuid
 
 import pytest
 from django.urls import reverse
-from fake_billing_admin import FakeBilling
 
 pytestmark = pytest.mark.django_db
 
 USER = "6f1c2d3e-4b5a-4c6d-8e7f-901234567890"
-
-
-@pytest.fixture
-def billing(settings):
-    fake = FakeBilling(settings.SERVICE_JWT_SECRET)
-    settings.BILLING_URL = fake.url
-    yield fake
-    fake.close()
 
 
 def hidden(html: str, name: str) -> str:
@@ -151,3 +142,77 @@ def test_refunds_need_the_permission(client, django_user_model, billing):
     assert client.get(reverse("admin:customers_refund", args=[payment["id"]])).status_code == 403
     assert client.get(reverse("admin:customers"), {"user_id": USER}).status_code == 403
     assert billing.requests == []
+
+
+def test_a_customer_is_found_from_a_payment_id_and_shown(manager_client, billing):
+    payment = billing.add_payment(USER, amount=999)
+    declined = billing.add_payment(USER, amount=999, status="expired")
+    declined.update(failure_code="card_declined", failure_message="Your card was declined.")
+    response = manager_client.get(reverse("admin:customers"), {"q": f"  {payment['id']} "})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:customers") + f"?user_id={USER}"
+    page = manager_client.get(response["Location"]).content.decode()
+    failed = page.split('id="failed-payments"')[1].split("</table>")[0]
+    assert declined["id"] in failed and "card_declined" in failed and payment["id"] not in failed
+    assert reverse("admin:customers_timeline", args=[USER]) in page
+    assert reverse("admin:customers_payment", args=[payment["id"]]) in page
+
+
+def test_a_search_matching_several_customers_lists_them_and_none_says_so(manager_client, billing):
+    other = str(uuid.uuid4())
+    billing.search_matches["cus_shared"] = [
+        {"user_id": USER, "via": "stripe_customer", "payment_id": None},
+        {"user_id": other, "via": "stripe_customer", "payment_id": None},
+    ]
+    page = manager_client.get(reverse("admin:customers"), {"q": "cus_shared"}).content.decode()
+    assert f"?user_id={USER}" in page and f"?user_id={other}" in page
+    nothing = manager_client.get(reverse("admin:customers"), {"q": "pi_unknown"}).content.decode()
+    assert 'id="no-match"' in nothing
+    search = [r for r in billing.requests if r["path"].startswith("/internal/v1/customers/search")]
+    assert search[-1]["path"] == "/internal/v1/customers/search?q=pi_unknown"
+
+
+def test_the_timeline_merges_billing_and_the_managers_actions_in_order(
+    manager_client, billing, manager
+):
+    from audit.log import record
+
+    payment = billing.add_payment(USER, amount=999)
+    billing.timelines[USER] = [
+        {"at": "2026-11-20T10:00:00+00:00", "kind": "payment_created", "title": "Payment of 9.99 USD started",
+         "status": "succeeded", "amount": 999, "currency": "usd", "payment_id": payment["id"]},
+        {"at": "2026-11-20T10:01:00+00:00", "kind": "payment_succeeded", "title": "Payment succeeded",
+         "status": "succeeded", "amount": 999, "currency": "usd", "payment_id": payment["id"]},
+        {"at": "2099-01-01T00:00:00+00:00", "kind": "subscription_ended", "title": "Ended (expired)",
+         "status": "expired", "subscription_id": payment["subscription_id"]},
+    ]  # fmt: skip
+    entry = record(
+        user=manager, action="refund", target_type="payment", target_id=payment["id"],
+        customer_id=USER, reason="Playback problems", changes={"amount_display": "1.00 USD"},
+    )  # fmt: skip
+    page = manager_client.get(reverse("admin:customers_timeline", args=[USER])).content.decode()
+    rows = page.split('id="timeline"')[1].split("</table>")[0]
+    order = [rows.index(t) for t in ("Payment of 9.99 USD started", "Payment succeeded",
+                                     "manager: refund payment", "Ended (expired)")]  # fmt: skip
+    assert order == sorted(order)
+    assert "Why: Playback problems" in rows and "1.00 USD" in rows
+    assert reverse("admin:customers_payment", args=[payment["id"]]) in rows
+    assert reverse("admin:audit_auditentry_change", args=[entry.pk]) in rows
+
+
+def test_the_payment_page_shows_refunds_ledger_and_actions(manager_client, billing, manager):
+    from audit.log import record
+
+    payment = billing.add_payment(USER, amount=999)
+    payment["ledger"] = [
+        {"kind": "charge", "amount": 999, "currency": "usd", "refund_id": None,
+         "created_at": "2026-11-20T10:01:00+00:00"},
+    ]  # fmt: skip
+    record(user=manager, action="refund", target_type="payment", target_id=payment["id"],
+           customer_id=USER, reason="Double charge")  # fmt: skip
+    page = manager_client.get(reverse("admin:customers_payment", args=[payment["id"]]))
+    html = page.content.decode()
+    assert page.status_code == 200 and "charge" in html and "9.99 USD" in html
+    assert "Double charge" in html and "Refund…" in html
+    missing = manager_client.get(reverse("admin:customers_payment", args=[uuid.uuid4()]))
+    assert missing.status_code == 404 and "payment_not_found" in missing.content.decode()

@@ -45,7 +45,7 @@ def test_manager_creates_plan_then_refunds_a_payment(stack, page, on_exchange):
         page.goto(f"{stack.admin_url}/admin/catalog/plan/add/")
         page.fill("#id_name", plan_name)
         page.fill("#id_description", "Two days of everything we show")
-        page.fill("#id_price_amount", "350")
+        page.fill("#id_price", "3.50")
         page.select_option("#id_currency", "usd")
         page.select_option("#id_period_unit", "day")
         page.fill("#id_period_count", "2")

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str
+from config.env import (
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_money_limits,
+)
 
 # admin/ — the folder that holds manage.py.
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -36,6 +43,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "catalog",
     "customers",
+    "audit",
+    "reports",
+    # After auth and every app with permissions: its post_migrate gives the roles new ones.
+    "roles",
 ]
 
 MIDDLEWARE = [
@@ -124,6 +135,13 @@ EMAIL_HOST_PASSWORD = env_str("SMTP_PASSWORD", "")
 # STARTTLS after connecting (port 587); the relay's certificate is checked.
 EMAIL_USE_TLS = env_bool("SMTP_STARTTLS", True)
 DEFAULT_FROM_EMAIL = SERVER_EMAIL = env_str("SMTP_FROM", "cinema-billing@localhost")
+
+# The most a user with customers.issue_refund but not customers.refund_any_amount (the Support
+# role) may refund per payment, in each currency's units: "usd:50,eur:50,jpy:5000". A currency not
+# listed cannot be refunded by support at all (an administrator does it).
+SUPPORT_REFUND_LIMITS = parse_money_limits(
+    env_str("ADMIN_SUPPORT_REFUND_LIMITS", "usd:50,eur:50,gbp:50,chf:50,jpy:5000")
+)
 
 # One JSON object per line on stdout (collected by the process manager), with the request id.
 LOGGING = {
