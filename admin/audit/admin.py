@@ -8,11 +8,12 @@ import json
 from django.contrib import admin
 from django.utils.html import format_html
 
+from audit.log import ReadOnlyModelAdmin
 from audit.models import AuditEntry
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(admin.ModelAdmin):
+class AuditEntryAdmin(ReadOnlyModelAdmin):
     list_display = ["at", "actor", "action", "target_type", "target", "customer_id", "reason"]
     list_filter = ["action", "target_type", "actor", ("at", admin.DateFieldListFilter)]
     search_fields = ["=target_id", "=customer_id", "target_repr", "reason", "actor"]
@@ -31,12 +32,3 @@ class AuditEntryAdmin(admin.ModelAdmin):
     @admin.display(description="what changed")
     def changes_display(self, entry: AuditEntry) -> str:
         return format_html("<pre>{}</pre>", json.dumps(entry.changes, indent=2, sort_keys=True))
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False

@@ -125,3 +125,16 @@ class AuditedModelAdmin(admin.ModelAdmin):
             target_repr=str(obj),
             changes=_snapshot(obj),
         )
+
+
+class ReadOnlyModelAdmin(admin.ModelAdmin):
+    """Rows to look at, never to add, change or delete from the admin."""
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -39,11 +39,7 @@ class DashboardForm(forms.Form):
         return granularity, date_from, date_to
 
     def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("date_from") and cleaned.get("date_to"):
-            if cleaned["date_to"] < cleaned["date_from"]:
-                self.add_error("date_to", "The end is before the start.")
-        return cleaned
+        return _dates_in_order(self, super().clean())
 
 
 class ExportForm(forms.Form):
@@ -66,11 +62,7 @@ class ExportForm(forms.Form):
         self.fields["status"].choices = [("", "any")] + [(s, s) for s in statuses]
 
     def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("date_from") and cleaned.get("date_to"):
-            if cleaned["date_to"] < cleaned["date_from"]:
-                self.add_error("date_to", "The end is before the start.")
-        return cleaned
+        return _dates_in_order(self, super().clean())
 
     def billing_params(self) -> dict:
         data = self.cleaned_data
@@ -81,3 +73,10 @@ class ExportForm(forms.Form):
             "currency": data.get("currency"),
             "plan_id": data["plan_id"].pk if data.get("plan_id") else None,
         }
+
+
+def _dates_in_order(form: forms.Form, cleaned: dict) -> dict:
+    if cleaned.get("date_from") and cleaned.get("date_to"):
+        if cleaned["date_to"] < cleaned["date_from"]:
+            form.add_error("date_to", "The end is before the start.")
+    return cleaned

@@ -9,6 +9,7 @@ from audit.models import AuditEntry
 from catalog.models import Film, Plan
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.urls import reverse
+from test_admin_pages import plan_form as base_plan_form
 
 pytestmark = pytest.mark.django_db
 
@@ -16,19 +17,8 @@ USER = "6f1c2d3e-4b5a-4c6d-8e7f-901234567890"
 
 
 def plan_form(**overrides) -> dict:
-    data = {
-        "name": "Premium",
-        "description": "",
-        "price": "9.99",
-        "currency": "usd",
-        "period_count": "1",
-        "period_unit": "month",
-        "refund_window_days": "14",
-        "active": "on",
-        "all_films": "on",
-        "films": [],
-    }
-    return {**data, **overrides}
+    return base_plan_form(**{"name": "Premium", "description": "", "price": "9.99",
+                             "currency": "usd", "all_films": "on", **overrides})  # fmt: skip
 
 
 def test_plan_create_change_and_delete_are_recorded_with_what_changed(manager_client, manager):
