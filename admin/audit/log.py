@@ -103,6 +103,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
             target_type=self.model._meta.model_name,
             target_id=obj.pk,
             target_repr=str(obj),
+            customer_id=getattr(obj, "user_id", None),  # a personal discount names its user
             changes=diff,
             reason=form.cleaned_data.get("change_reason", ""),
         )
@@ -123,6 +124,7 @@ class AuditedModelAdmin(admin.ModelAdmin):
             target_type=self.model._meta.model_name,
             target_id=obj.pk,
             target_repr=str(obj),
+            customer_id=getattr(obj, "user_id", None),
             changes=_snapshot(obj),
         )
 

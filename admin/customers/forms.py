@@ -20,7 +20,7 @@ class CustomerSearchForm(forms.Form):
         widget=forms.TextInput(
             attrs={
                 "size": 50,
-                "placeholder": "user id, payment or refund id, pi_…, cus_…, re_…",
+                "placeholder": "user, payment or refund id, pi_…, cus_…, re_…, promo code",
                 "autofocus": True,
             }
         ),

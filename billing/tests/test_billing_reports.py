@@ -147,6 +147,21 @@ async def known(resources) -> Known:
         await subscription("G", "J", "active", start=at(10), end=at(10, month=4))
         await payment("G1", "G", "J", "succeeded", 1000, "jpy", created=at(10, 10),
                       succeeded=at(10), period=(at(10), at(10, month=4)))  # fmt: skip
+
+        # A and E bought with the promo code SPRING-<run> (A first).
+        promo = uuid.uuid4()
+        await _insert(
+            conn, "promo_codes", id=promo, code=f"SPRING-{k.run}", duration="once",
+            percent_off=10, first_purchase_only=False, all_plans=True, active=True,
+        )  # fmt: skip
+        for who, payment_name in (("A", "A1"), ("E", "E1")):
+            await _insert(
+                conn, "promo_redemptions", id=uuid.uuid4(), promo_code_id=promo,
+                user_id=k.users[who], payment_id=k.payments[payment_name],
+                subscription_id=k.subscriptions[who], code=f"SPRING-{k.run}",
+                status="confirmed", duration="once", percent_off=10,
+                created_at=at(2 if who == "A" else 8),
+            )  # fmt: skip
     return k
 
 
@@ -338,6 +353,14 @@ async def test_a_customer_is_found_from_any_id_a_manager_has(billing, known):
     assert billing.fake.calls_to("GET", "/internal/v1/customers/cus_report_b")[-1].claims[
         "iss"
     ] == ("billing")
+
+
+async def test_a_promo_code_finds_who_redeemed_it_newest_first(billing, known):
+    answer = (await _search(billing, f"spring-{known.run}")).json()
+    assert answer["matches"] == [
+        {"user_id": str(known.users["E"]), "via": "promo_code", "payment_id": str(known.payments["E1"])},
+        {"user_id": str(known.users["A"]), "via": "promo_code", "payment_id": str(known.payments["A1"])},
+    ]  # fmt: skip
 
 
 async def test_search_finds_nothing_quietly_and_says_when_pay_api_is_down(billing):

@@ -1,17 +1,18 @@
 """Finding a customer from what a manager has in hand. Each finder reads one kind of query and
-answers the users it points to; a new kind (a promo code, say) is one more finder in FINDERS."""
+answers the users it points to; a new kind is one more finder in FINDERS."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select, union_all
+from sqlalchemy import func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.errors import GatewayUnavailable
 from billing.pay_api import PayApiClient, PayApiError
 from billing.payments.models import Payment, Refund
+from billing.promotions.models import Redemption
 from billing.reports.schemas import CustomerMatch
 from billing.subscriptions.models import Subscription
 
@@ -90,7 +91,30 @@ async def _by_stripe_customer(
     return [CustomerMatch(user_id=uuid.UUID(customer["user_id"]), via="stripe_customer")]
 
 
-FINDERS: tuple[Finder, ...] = (_by_uuid, _by_payment_intent, _by_stripe_refund, _by_stripe_customer)
+async def _by_promo_code(
+    session: AsyncSession, _pay_api: PayApiClient, query: str
+) -> list[CustomerMatch]:
+    """A promo code (any case): the users who redeemed it, newest first."""
+    if not query or " " in query:
+        return []
+    rows = await session.scalars(
+        select(Redemption)
+        .where(func.lower(Redemption.code) == query.lower())
+        .order_by(Redemption.created_at.desc())
+        .limit(MAX_MATCHES)
+    )
+    return [
+        CustomerMatch(user_id=r.user_id, via="promo_code", payment_id=r.payment_id) for r in rows
+    ]
+
+
+FINDERS: tuple[Finder, ...] = (
+    _by_uuid,
+    _by_payment_intent,
+    _by_stripe_refund,
+    _by_stripe_customer,
+    _by_promo_code,
+)
 
 
 async def find_customers(
