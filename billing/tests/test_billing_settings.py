@@ -59,3 +59,16 @@ def test_rs256_user_tokens_are_verified_with_the_public_key_only(tmp_path):
     expired = jwt.encode({**claims, "exp": int(time.time()) - 5}, key, algorithm="RS256")
     with pytest.raises(TokenExpired):
         verifier.user_id(f"Bearer {expired}")
+
+
+@pytest.mark.parametrize(
+    ("name", "too_short"),
+    [
+        ("BILLING_KEEP_IDEMPOTENCY_KEYS_HOURS", 23),
+        ("BILLING_KEEP_PROCESSED_EVENTS_DAYS", 29),
+        ("BILLING_KEEP_DELIVERED_OUTBOX_DAYS", 0),
+    ],
+)
+def test_keeping_times_below_the_safe_minimum_are_refused(name, too_short):
+    with pytest.raises(ValidationError, match=name):
+        Settings(AUTH_JWT_SECRET="x", SERVICE_JWT_SECRET="x", **{name: too_short})

@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import httpx
 import pytest
+from billing.clock import wall_now
+from billing.pruning import prune
 from conftest import REPO_ROOT, SERVICE_SECRET, TEST_REDIS_URL, as_user
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
@@ -346,3 +348,71 @@ async def test_the_worker_serves_its_metrics_while_it_runs(database_url, fake_pa
         await process.wait()
     assert time.time() - samples["billing_worker_last_pass_timestamp_seconds"] < 30
     assert "billing_worker_rows_total" in samples
+
+
+async def test_old_guard_rows_are_pruned_and_recent_ones_stay(billing):
+    """Idempotency keys, pay_api's event ids and delivered outbox rows go once past their
+    keeping time (defaults: 72 h, 35 days, 7 days); younger ones stay."""
+    _, _, _, purchase = await _pending(billing)
+    payment_id = uuid.UUID(purchase["payment"]["id"])
+    plan_id = await billing.put_plan()
+    for key in ("old-key", "new-key"):
+        response = await billing.buy(uuid.uuid4(), plan_id, **{"Idempotency-Key": key})
+        assert response.status_code == 201
+    for _ in range(2):  # two event ids of one payment
+        assert (await billing.event(purchase["payment"], "processing")).status_code == 200
+    await billing.work()  # delivers the outbox rows written so far
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE idempotency_keys SET created_at = now() - interval '73 hours' "
+                "WHERE key = 'old-key'"
+            )
+        )
+        await conn.execute(
+            text(
+                "UPDATE processed_events SET received_at = now() - interval '36 days' "
+                "WHERE event_id = (SELECT event_id FROM processed_events WHERE payment_id = :p "
+                "ORDER BY received_at LIMIT 1)"
+            ),
+            {"p": payment_id},
+        )
+        old_outbox, recent_outbox = (
+            await conn.execute(
+                text(
+                    "SELECT min(id), max(id) FROM outbox WHERE delivered_at IS NOT NULL "
+                    "AND delivered_at > now() - interval '1 day'"
+                )
+            )
+        ).one()
+        await conn.execute(
+            text("UPDATE outbox SET delivered_at = now() - interval '8 days' WHERE id = :i"),
+            {"i": old_outbox},
+        )
+    assert old_outbox != recent_outbox
+    keys_before = await billing.count("idempotency_keys")
+
+    done = await billing.work()
+
+    assert done["prune_old_rows"] == 3
+    assert await billing.count("idempotency_keys", "key = 'old-key'") == 0
+    assert await billing.count("idempotency_keys", "key = 'new-key'") == 1
+    assert await billing.count("idempotency_keys") == keys_before - 1
+    assert await billing.count("processed_events", "payment_id = :p", p=payment_id) == 1
+    assert await billing.count("outbox", "id = :i", i=old_outbox) == 0
+    assert await billing.count("outbox", "id = :i", i=recent_outbox) == 1
+
+
+async def test_undelivered_outbox_rows_are_never_pruned(billing):
+    async with billing.resources.engine.begin() as conn:
+        undelivered = await conn.scalar(
+            text(
+                "INSERT INTO outbox (topic, payload, attempts, created_at) "
+                "VALUES ('test.undelivered', '{}', 0, now() - interval '60 days') RETURNING id"
+            )
+        )
+    async with billing.resources.sessionmaker() as session:  # written 60 days ago, never sent
+        await prune(session, settings=billing.resources.settings, now=wall_now(), limit=1000)
+    assert await billing.count("outbox", "id = :i", i=undelivered) == 1
+    await billing.work()  # delivered, so the next tests see a clean outbox
+    assert await billing.count("outbox", "delivered_at IS NULL") == 0

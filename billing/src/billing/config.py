@@ -54,6 +54,19 @@ class Settings(BaseSettings):
         5, validation_alias="BILLING_WORKER_INTERVAL_SECONDS", gt=0
     )
     worker_batch_size: int = Field(100, validation_alias="BILLING_WORKER_BATCH_SIZE", gt=0)
+    # How long the worker keeps rows that only guard against repeats (see billing.pruning).
+    # Idempotency keys: at least a day, as Stripe keeps its own.
+    keep_idempotency_keys_hours: int = Field(
+        72, validation_alias="BILLING_KEEP_IDEMPOTENCY_KEYS_HOURS", ge=24
+    )
+    # pay_api's event ids: at least 30 days, longer than any sender retries an event.
+    keep_processed_events_days: int = Field(
+        35, validation_alias="BILLING_KEEP_PROCESSED_EVENTS_DAYS", ge=30
+    )
+    # Delivered outbox rows (undelivered ones are never pruned).
+    keep_delivered_outbox_days: int = Field(
+        7, validation_alias="BILLING_KEEP_DELIVERED_OUTBOX_DAYS", ge=1
+    )
     # Longest time an access decision stays in Redis (also bounded by the paid period's end).
     access_cache_max_seconds: int = Field(
         300, validation_alias="BILLING_ACCESS_CACHE_MAX_SECONDS", ge=1

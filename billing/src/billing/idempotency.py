@@ -16,7 +16,17 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Integer, String, UniqueConstraint, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    func,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -29,7 +39,10 @@ MAX_KEY_LENGTH = 255
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("owner", "scope", "key"),)
+    __table_args__ = (
+        UniqueConstraint("owner", "scope", "key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),  # pruning by age
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     owner: Mapped[str] = mapped_column(String(64))  # user id, or "service:<name>"

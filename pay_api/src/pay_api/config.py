@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     outbox_deliver_immediately: bool = Field(True, validation_alias="PAY_API_OUTBOX_IMMEDIATE")
     # Idle pause of `python -m pay_api.worker` between two empty polls.
     worker_poll_seconds: float = Field(1.0, validation_alias="PAY_API_WORKER_POLL")
+    # How long the worker keeps rows that only guard against repeats (see pay_api.pruning):
+    # Stripe event ids at least 30 days (Stripe retries a webhook for 3), delivered outbox rows.
+    keep_stripe_events_days: int = Field(
+        35, validation_alias="PAY_API_KEEP_STRIPE_EVENTS_DAYS", ge=30
+    )
+    keep_delivered_outbox_days: int = Field(
+        7, validation_alias="PAY_API_KEEP_DELIVERED_OUTBOX_DAYS", ge=1
+    )
 
     log_level: str = Field("INFO", validation_alias="PAY_API_LOG_LEVEL")
     # Port of the outbox worker's Prometheus endpoint (/metrics on every path); 0 = none.

@@ -34,6 +34,11 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "next_attempt_at", postgresql_where=text("delivered_at IS NULL")),
+        Index(  # pruning by age
+            "ix_outbox_delivered_at",
+            "delivered_at",
+            postgresql_where=text("delivered_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)

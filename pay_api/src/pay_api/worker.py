@@ -14,9 +14,10 @@ import time
 from prometheus_client import Counter, Gauge, start_http_server
 
 from pay_api.config import get_settings
-from pay_api.db import Database
+from pay_api.db import Database, utcnow
 from pay_api.logs import configure_logging
 from pay_api.outbox import BillingSender, deliver_due
+from pay_api.pruning import prune
 
 log = logging.getLogger("pay_api.worker")
 
@@ -64,6 +65,7 @@ def run(*, once: bool = False) -> int:
                 LAST_ROUND.set(time.time())
             total += tried
             if tried == 0:
+                _prune(database, settings)  # idle: a good moment for the old guard rows
                 if once:
                     break
                 stop.wait(settings.worker_poll_seconds)
@@ -71,6 +73,16 @@ def run(*, once: bool = False) -> int:
         sender.close()
         database.dispose()
     return total
+
+
+def _prune(database: Database, settings) -> None:
+    try:
+        pruned = prune(database, settings=settings, now=utcnow())
+    except Exception:  # a failed prune is retried on the next idle round
+        log.exception("pruning failed")
+        return
+    if pruned:
+        log.info("old rows pruned", extra={"rows": pruned})
 
 
 def main() -> None:

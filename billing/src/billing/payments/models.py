@@ -136,6 +136,7 @@ class ProcessedEvent(Base):
     """Inbox: a pay_api event id is inserted in the transaction that applies it, once."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_received_at", "received_at"),)  # pruning by age
 
     event_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)
     object: Mapped[str] = mapped_column(String(16))

@@ -24,6 +24,7 @@ from billing.payments import state
 from billing.payments.models import Payment, Refund
 from billing.payments.service import lock_payment, schedule_check
 from billing.payments.state import OPEN_PAYMENT_STATUSES
+from billing.pruning import prune
 from billing.refunds.service import (
     apply_refund_status,
     lock_refund,
@@ -327,6 +328,20 @@ async def deliver_outbox(resources: Resources, now: datetime) -> int:
     return len(messages)
 
 
+async def prune_old_rows(resources: Resources, now: datetime) -> int:
+    """(f) Rows that only guard against repeats, past their keeping time (see billing.pruning).
+
+    By the wall clock, not billing's: the rows are stamped by the database's clock, and a test
+    stack's clock moved forward must not make a key seconds old look days old."""
+    async with resources.sessionmaker() as session:
+        return await prune(
+            session,
+            settings=resources.settings,
+            now=wall_now(),
+            limit=resources.settings.worker_batch_size * 10,
+        )
+
+
 JOBS = (
     ("register_created", register_created),
     ("expire_payments", expire_payments),
@@ -335,6 +350,7 @@ JOBS = (
     ("reconcile_refunds", reconcile_refunds),
     ("expire_subscriptions", expire_subscriptions),
     ("deliver_outbox", deliver_outbox),
+    ("prune_old_rows", prune_old_rows),
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from pay_api.db import Base, utcnow
@@ -12,6 +12,7 @@ from pay_api.db import Base, utcnow
 
 class StripeEvent(Base):
     __tablename__ = "stripe_events"
+    __table_args__ = (Index("ix_stripe_events_received_at", "received_at"),)  # pruning by age
 
     id: Mapped[str] = mapped_column(String(255), primary_key=True)
     type: Mapped[str] = mapped_column(String(100))
