@@ -39,13 +39,19 @@ def chart(
     labels: Sequence[str],
     bars: Sequence[Series] = (),
     lines: Sequence[Series] = (),
-    fmt: Callable[[float], str] = lambda v: f"{v:,.0f}",
+    fmt: Callable[[float], str] | None = None,
 ) -> SafeString:
     """Grouped bars and lines over the same periods, with a zero line, 4 grid steps, a legend,
-    and a tooltip (<title>) on every bar and point."""
+    and a tooltip (<title>) on every bar and point. Without `fmt` the values are counts, and the
+    grid steps whole numbers."""
     values = [v for s in (*bars, *lines) for v in s.values] or [0]
-    top = nice_ceiling(max(max(values), 0))
-    bottom = -nice_ceiling(-min(values)) if min(values) < 0 else 0.0
+    if fmt is None:
+        fmt = "{:,.0f}".format
+        step = max(1, math.ceil(nice_ceiling(max(max(values), 0) / 4)))
+        top, bottom = 4.0 * step, -4.0 * step if min(values) < 0 else 0.0
+    else:
+        top = nice_ceiling(max(max(values), 0))
+        bottom = -nice_ceiling(-min(values)) if min(values) < 0 else 0.0
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     count = max(len(labels), 1)
     slot = plot_w / count

@@ -140,6 +140,12 @@ def test_axis_tops_are_round_numbers():
     assert [nice_ceiling(v) for v in (0, 0.7, 3, 7, 12, 240, 999)] == [1, 1, 5, 10, 20, 250, 1000]
 
 
+def test_count_charts_step_in_whole_numbers():
+    svg = chart(title="Subscribers", labels=["a"], bars=[Series("new", [1], "#2e7d32")])
+    ticks = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert ticks == ["0", "1", "2", "3", "4"]
+
+
 def test_charts_escape_their_text_and_draw_negative_bars_below_zero():
     svg = chart(
         title="<b>Revenue</b>",

@@ -278,6 +278,11 @@ async def test_payments_csv_filters_by_dates_status_currency_and_plan(billing, k
     )
     assert b1["plan_name"] == f"Report D {known.run}" and b1["user_id"] == str(known.users["B"])
     assert b1["stripe_payment_intent_id"] == f"pi_B1_{known.run}"
+    assert (b1["created_at"], b1["succeeded_at"]) == (
+        "2020-03-03T10:00:00.000000+00:00",
+        "2020-03-03T12:00:00.000000+00:00",
+    )
+    assert rows[4]["succeeded_at"] == ""  # D1 never paid
     (g1,) = await _csv(billing, "payments", currency="jpy", **march)
     assert (g1["amount"], g1["amount_minor"]) == ("1000", "1000")  # yen have no minor unit
     failed = await _csv(billing, "payments", status="failed", **march)

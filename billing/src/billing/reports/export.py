@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import text
@@ -63,9 +62,18 @@ def check_filter(filters: ExportFilter, *, statuses: Sequence[str]) -> ExportFil
 
 
 def units(amount: int, currency: str) -> str:
-    """999 usd → "9.99"; 1000 jpy → "1000" (the amount as people write it)."""
+    """999 usd → "9.99"; 1000 jpy → "1000" (the amount as people write it). Integer arithmetic:
+    this runs twice per exported row."""
     digits = MINOR_DIGITS.get(currency.lower(), 2)
-    return f"{Decimal(amount).scaleb(-digits):.{digits}f}"
+    if not digits:
+        return str(amount)
+    whole, fraction = divmod(amount, 10**digits)  # amounts are never negative (CHECKs)
+    return f"{whole}.{fraction:0{digits}d}"
+
+
+# Ids and times are turned into text by PostgreSQL (in its own process) rather than row by row
+# here: UTC, ISO 8601 with microseconds.
+_ISO = """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')"""
 
 
 PAYMENT_COLUMNS = (
@@ -75,9 +83,9 @@ PAYMENT_COLUMNS = (
 )  # fmt: skip
 
 _PAYMENTS = """
-SELECT p.id, p.created_at, p.succeeded_at, p.user_id, p.subscription_id, p.plan_id,
-       pl.name AS plan_name, p.kind, p.status, p.currency, p.amount, p.refunded_amount,
-       p.stripe_payment_intent_id, p.failure_code
+SELECT p.id::text, {created} AS created_at, {succeeded} AS succeeded_at, p.user_id::text,
+       p.subscription_id::text, p.plan_id::text, pl.name AS plan_name, p.kind, p.status,
+       p.currency, p.amount, p.refunded_amount, p.stripe_payment_intent_id, p.failure_code
 FROM payments p JOIN plans pl ON pl.id = p.plan_id
 WHERE {where}
 ORDER BY p.created_at, p.id
@@ -86,8 +94,8 @@ ORDER BY p.created_at, p.id
 
 def _payment_row(r: Any) -> list[Any]:
     return [
-        r.id, r.created_at.isoformat(), r.succeeded_at.isoformat() if r.succeeded_at else "",
-        r.user_id, r.subscription_id, r.plan_id, r.plan_name, r.kind, r.status, r.currency,
+        r.id, r.created_at, r.succeeded_at or "", r.user_id, r.subscription_id, r.plan_id,
+        r.plan_name, r.kind, r.status, r.currency,
         units(r.amount, r.currency), r.amount, units(r.refunded_amount, r.currency),
         r.refunded_amount, r.stripe_payment_intent_id or "", r.failure_code or "",
     ]  # fmt: skip
@@ -100,8 +108,9 @@ REFUND_COLUMNS = (
 )  # fmt: skip
 
 _REFUNDS = """
-SELECT r.id, r.created_at, r.updated_at, r.payment_id, r.user_id, p.plan_id, r.status,
-       r.currency, r.amount, r.initiated_by, r.reason, r.stripe_refund_id, r.failure_code
+SELECT r.id::text, {created} AS created_at, {updated} AS updated_at, r.payment_id::text,
+       r.user_id::text, p.plan_id::text, r.status, r.currency, r.amount, r.initiated_by, r.reason,
+       r.stripe_refund_id, r.failure_code
 FROM refunds r JOIN payments p ON p.id = r.payment_id
 WHERE {where}
 ORDER BY r.created_at, r.id
@@ -110,7 +119,7 @@ ORDER BY r.created_at, r.id
 
 def _refund_row(r: Any) -> list[Any]:
     return [
-        r.id, r.created_at.isoformat(), r.updated_at.isoformat(), r.payment_id, r.user_id,
+        r.id, r.created_at, r.updated_at, r.payment_id, r.user_id,
         r.plan_id, r.status, r.currency, units(r.amount, r.currency), r.amount, r.initiated_by,
         r.reason, r.stripe_refund_id or "", r.failure_code or "",
     ]  # fmt: skip
@@ -140,9 +149,13 @@ async def stream_csv(
     writer.writerow(export.columns)
     yield buffer.getvalue().encode()
     async with sessionmaker() as session:
-        result = await session.stream(
-            text(export.sql.format(where=where)).execution_options(yield_per=BATCH_ROWS), params
+        sql = export.sql.format(
+            where=where,
+            created=_ISO.format(f"{export.table}.created_at"),
+            succeeded=_ISO.format("p.succeeded_at"),
+            updated=_ISO.format("r.updated_at"),
         )
+        result = await session.stream(text(sql).execution_options(yield_per=BATCH_ROWS), params)
         async for batch in result.partitions(BATCH_ROWS):
             buffer.seek(0)
             buffer.truncate()
