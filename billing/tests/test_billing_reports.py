@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -398,6 +399,39 @@ async def test_timeline_lists_everything_in_order(billing, known):
     failed = items[6]
     assert failed["title"] == "Renewal payment failed: insufficient_funds"
     assert failed["payment_id"] == str(known.payments["F3"]) and failed["amount"] == 700
+
+    # An email about F's failed renewal, sent (delivered from the outbox) at 13:00.
+    async with billing.resources.engine.begin() as conn:
+        for delivered in (at(15, 13),):
+            await _insert(
+                conn, "outbox", topic="email", attempts=1, created_at=at(15, 12),
+                delivered_at=delivered,
+                payload=json.dumps({
+                    "kind": "renewal_failed", "user_id": str(known.users["F"]),
+                    "subject": "Your renewal failed", "to": "f@example.test",
+                    "payment_id": str(known.payments["F3"]),
+                    "subscription_id": str(known.subscriptions["F"]),
+                }),
+            )  # fmt: skip
+        await conn.execute(
+            text(
+                "INSERT INTO outbox (topic, payload, attempts, delivered_at)"
+                " VALUES ('email', :p, 1, now())"
+            ),
+            {"p": json.dumps({"kind": "receipt", "user_id": str(uuid.uuid4()), "subject": "x"})},
+        )  # someone else's
+    f_items = (
+        await billing.client.get(
+            f"/internal/v1/users/{known.users['F']}/timeline", headers=as_service("admin")
+        )
+    ).json()["items"]
+    emails = [
+        (i["kind"], i["at"][:16], i["title"]) for i in f_items if i["kind"].startswith("email")
+    ]
+    assert emails == [
+        ("email_sent", "2020-03-15T13:00", "Email sent (renewal_failed): Your renewal failed"),
+    ]
+    assert [i["kind"] for i in f_items][-1] == "subscription_ended"
 
     e_items = (
         await billing.client.get(

@@ -1,5 +1,6 @@
 """A customer's timeline: everything billing knows about one user, in order. Each source turns
-one kind of row into items; a new kind (renewals, emails sent) is one more source in SOURCES.
+one kind of row into items; a new kind is one more source in SOURCES. Renewals are payments of
+kind `renewal`; emails are the outbox rows they are sent from.
 Manager actions live in the admin's audit log, which the admin merges in."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.money import for_people
+from billing.outbox import OutboxMessage
 from billing.payments.models import Payment, Refund
 from billing.reports.schemas import TimelineItem
 from billing.subscriptions.models import Subscription
@@ -122,7 +124,35 @@ async def _refunds(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineIt
     return items
 
 
-SOURCES: tuple[Source, ...] = (_subscriptions, _payments, _refunds)
+# The outbox topic of emails to users (billing/notifications, with the renewals' dunning).
+EMAIL_TOPIC = "email"
+
+
+async def _emails(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
+    """Emails sent to the user: the delivered outbox rows they were sent from (kept as long as
+    delivered outbox rows are, BILLING_KEEP_DELIVERED_OUTBOX_DAYS)."""
+    rows = await session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.topic == EMAIL_TOPIC,
+            OutboxMessage.delivered_at.is_not(None),
+            OutboxMessage.payload["user_id"].astext == str(user_id),
+        )
+    )
+    return [
+        TimelineItem(
+            at=row.delivered_at,
+            kind="email_sent",
+            title=f"Email sent ({row.payload.get('kind', 'email')}): "
+            f"{row.payload.get('subject', '')}",
+            status=row.payload.get("kind"),
+            payment_id=row.payload.get("payment_id"),
+            subscription_id=row.payload.get("subscription_id"),
+        )
+        for row in rows
+    ]
+
+
+SOURCES: tuple[Source, ...] = (_subscriptions, _payments, _refunds, _emails)
 
 
 async def timeline(*, session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
