@@ -114,34 +114,44 @@ class PlanAdminForm(forms.ModelForm):
         return cleaned
 
     def _clean_price(self, cleaned) -> None:
-        price, currency = cleaned.get("price"), cleaned.get("currency")
-        if price is None or not currency:
+        currency = cleaned.get("currency")
+        minor = typed_money(self, "price", cleaned.get("price"), currency, noun="price")
+        if minor is None:
             return
-        try:
-            minor = to_minor(price, currency)
-        except ValueError:
-            digits = minor_unit_digits(currency)
-            self.add_error(
-                "price",
-                f"{currency.upper()} prices have {digits or 'no'} decimal place{'s' * (digits != 1)}"
-                f"{'' if digits else ' (it has no minor unit)'}.",
-            )
-            return
-        if minor <= 0:
-            self.add_error("price", "The price must be greater than zero.")
-        elif minor > MAX_PRICE_AMOUNT:
-            self.add_error(
-                "price",
-                f"The price is larger than one card payment allows "
-                f"({format_money(MAX_PRICE_AMOUNT, currency)}).",
-            )
-        else:
-            money_changed = not self.instance._state.adding and (
-                minor != self.instance.price_amount or currency != self.instance.currency
-            )
-            if money_changed and not cleaned.get("change_reason", "").strip():
-                self.add_error("change_reason", "Say why the price or currency changes.")
-            self.instance.price_amount = minor
+        money_changed = not self.instance._state.adding and (
+            minor != self.instance.price_amount or currency != self.instance.currency
+        )
+        if money_changed and not cleaned.get("change_reason", "").strip():
+            self.add_error("change_reason", "Say why the price or currency changes.")
+        self.instance.price_amount = minor
+
+
+def typed_money(form, field: str, amount, currency: str | None, *, noun: str) -> int | None:
+    """An amount typed in the currency's units ("9.99", "1000" for JPY) as minor units, or None
+    with the reason added to the form: too many decimals, not above zero, above one charge."""
+    if amount is None or not currency:
+        return None
+    try:
+        minor = to_minor(amount, currency)
+    except ValueError:
+        digits = minor_unit_digits(currency)
+        form.add_error(
+            field,
+            f"{currency.upper()} {noun}s have {digits or 'no'} decimal place{'s' * (digits != 1)}"
+            f"{'' if digits else ' (it has no minor unit)'}.",
+        )
+        return None
+    if minor <= 0:
+        form.add_error(field, f"The {noun} must be greater than zero.")
+    elif minor > MAX_PRICE_AMOUNT:
+        form.add_error(
+            field,
+            f"The {noun} is larger than one card payment allows "
+            f"({format_money(MAX_PRICE_AMOUNT, currency)}).",
+        )
+    else:
+        return minor
+    return None
 
 
 @admin.register(Plan)
@@ -186,10 +196,27 @@ class PlanAdmin(ActivationActions, AuditedModelAdmin):
 
 
 class DiscountForm(forms.ModelForm):
-    """Plans chosen or "all plans", and no plan price left that a card cannot be charged."""
+    """Plans chosen or "all plans", and no plan price left that a card cannot be charged. The
+    amount off is typed in its currency's units ("3.00" USD, "300" JPY), stored in minor units."""
+
+    amount_off = forms.DecimalField(
+        label="Amount off",
+        required=False,
+        max_digits=12,
+        help_text="In the currency's units: 3.00 for USD, 300 for JPY (no minor unit).",
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.amount_off and self.instance.currency:
+            self.initial["amount_off"] = to_major(self.instance.amount_off, self.instance.currency)
 
     def clean(self):
         cleaned = super().clean()
+        typed, currency = cleaned.get("amount_off"), (cleaned.get("currency") or "").lower()
+        if typed is not None and not currency:
+            self.add_error("currency", "An amount off needs its currency.")
+        cleaned["amount_off"] = typed_money(self, "amount_off", typed, currency, noun="amount off")
         plans, all_plans = cleaned.get("plans"), cleaned.get("all_plans")
         if all_plans and plans:
             self.add_error("plans", "“Applies to all plans” lists no plans: clear the list.")

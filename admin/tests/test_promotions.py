@@ -59,7 +59,7 @@ def test_manager_creates_a_promo_code_for_some_plans(manager_client):
         all_plans=None,
         plans=[str(plan.pk)],
         percent_off="",
-        amount_off="300",
+        amount_off="3.00",
         currency="usd",
         duration="repeating",
         duration_periods="3",
@@ -69,14 +69,18 @@ def test_manager_creates_a_promo_code_for_some_plans(manager_client):
     assert (promo.amount_off, promo.currency, promo.duration_periods) == (300, "usd", 3)
     assert list(promo.plans.all()) == [plan]
     assert promo.discount_display == "3.00 USD off"
+    change = manager_client.get(reverse("admin:catalog_promocode_change", args=[promo.pk]))
+    assert 'name="amount_off" value="3.00"' in change.content.decode()  # shown as typed
 
 
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"percent_off": "25", "amount_off": "300", "currency": "usd"}, "not both"),
+        ({"percent_off": "25", "amount_off": "3", "currency": "usd"}, "not both"),
         ({"percent_off": ""}, "not both"),
-        ({"percent_off": "", "amount_off": "300"}, "needs its currency"),
+        ({"percent_off": "", "amount_off": "3"}, "needs its currency"),
+        ({"percent_off": "", "amount_off": "3.001", "currency": "usd"}, "2 decimal places"),
+        ({"percent_off": "", "amount_off": "0", "currency": "usd"}, "greater than zero"),
         ({"percent_off": "101"}, "At most 100"),
         ({"duration": "repeating"}, "How many payments"),
         ({"code": "two words"}, "no spaces"),
@@ -119,7 +123,7 @@ def test_a_discount_leaving_a_price_below_stripes_minimum_is_refused(manager_cli
     assert add_promo(manager_client, code="FREE", percent_off="100").status_code == 302
     assert (
         add_promo(
-            manager_client, code="EUR", percent_off="", amount_off="99", currency="eur"
+            manager_client, code="EUR", percent_off="", amount_off="0.99", currency="eur"
         ).status_code
         == 302
     )
@@ -132,7 +136,7 @@ def test_an_amount_off_in_a_currency_none_of_the_chosen_plans_has_is_refused(man
         all_plans=None,
         plans=[str(plan.pk)],
         percent_off="",
-        amount_off="100",
+        amount_off="1.00",
         currency="eur",
     )
     assert "None of the chosen plans is priced in EUR" in errors_of(response)
