@@ -8,6 +8,7 @@ from logging.config import fileConfig
 
 import pay_api.flags.models  # noqa: F401 - registers the table
 import pay_api.outbox  # noqa: F401
+import pay_api.payments.card_setups  # noqa: F401
 import pay_api.payments.models  # noqa: F401
 import pay_api.refunds.models  # noqa: F401
 import pay_api.webhooks.models  # noqa: F401

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(10, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
+    # Largest request body (bytes): larger ones answer 413 payload_too_large (guard.py).
+    max_body_bytes: int = Field(65536, validation_alias="BILLING_MAX_BODY_BYTES", gt=0)
     # Test and demo stacks only, NEVER production: the clock may be moved forward through
     # POST /internal/v1/clock/advance (billing/clock.py). Off: that endpoint answers 404.
     test_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 logger = logging.getLogger(__name__)
@@ -226,6 +226,11 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 503, "database_unavailable", "The database is not reachable; try again."
             )
+        if isinstance(exc, DataError):
+            # A value PostgreSQL refuses (out of range, not valid text) that validation let
+            # through: the transaction rolled back, nothing changed — the caller's input.
+            logger.warning("the database refused a value: %s", exc.orig)
+            return error_response(422, "validation_error", "A value is out of range or invalid.")
         logger.exception("database error", exc_info=exc)
         return error_response(500, "internal_error", "Something went wrong on our side.")
 

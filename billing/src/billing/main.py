@@ -16,6 +16,7 @@ from billing.access.router import router as access_router
 from billing.clock import ClockSync
 from billing.config import Settings, get_settings
 from billing.errors import install_error_handlers
+from billing.guard import InputGuard
 from billing.health import router as health_router
 from billing.internal.access import router as internal_access_router
 from billing.internal.admin import router as internal_admin_router
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.state.resources = resources
     install_error_handlers(app)
     # Last added is outermost: metrics, request id and access log, then cached access checks.
+    app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
     if settings.test_clock:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+# The largest amount any input may carry (minor units): far above any price, far below int8.
+MAX_AMOUNT = 10**12
+
 # Currencies whose minor unit is not a hundredth (zero- and three-decimal ISO 4217 codes).
 MINOR_DIGITS = {
     **dict.fromkeys("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split(), 0),

@@ -11,7 +11,7 @@ import threading
 from flask import Flask
 
 from pay_api import db as db_module
-from pay_api import errors, health, logs
+from pay_api import errors, guard, health, logs
 from pay_api.config import Settings, get_settings
 from pay_api.db import Database
 from pay_api.gateway import Gateway
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.init_app(app)
     health.init_app(app)
     errors.register_error_handlers(app)
+    guard.init_app(app, settings)
 
     from pay_api.flags.views import bp as flags
     from pay_api.payments.internal import bp as payments_internal

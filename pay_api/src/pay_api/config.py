@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     )
 
     log_level: str = Field("INFO", validation_alias="PAY_API_LOG_LEVEL")
+
+    # Largest request body (bytes), 413 payload_too_large past it: the API and the page's calls,
+    # and Stripe's webhooks (an event carries whole objects: more room).
+    max_body_bytes: int = Field(16384, validation_alias="PAY_API_MAX_BODY_BYTES", gt=0)
+    webhook_max_body_bytes: int = Field(
+        1048576, validation_alias="PAY_API_WEBHOOK_MAX_BODY_BYTES", gt=0
+    )
+    # SetupIntents one payment may make (an untouched one is handed out again first).
+    setup_intents_per_payment: int = Field(10, validation_alias="PAY_API_SETUP_INTENTS_MAX", gt=0)
     # Port of the outbox worker's Prometheus endpoint (/metrics on every path); 0 = none.
     worker_metrics_port: int = Field(0, validation_alias="PAY_API_WORKER_METRICS_PORT", ge=0)
 

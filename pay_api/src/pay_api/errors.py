@@ -103,6 +103,11 @@ class SetupIntentInvalid(PayApiError):
     status, code, message = 409, "setup_intent_invalid", "The card was not saved; try again."
 
 
+class SetupIntentLimit(PayApiError):
+    status, code = 409, "setup_intent_limit"
+    message = "Too many cards were tried for this payment."
+
+
 class GatewayUnavailable(PayApiError):
     """Stripe did not answer (network, timeout, 5xx): the outcome of the call is unknown."""
 
@@ -129,9 +134,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):
-        code = {404: "not_found", 405: "method_not_allowed", 400: "bad_request"}.get(
-            error.code or 500, "http_error"
-        )
+        code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            400: "bad_request",
+            413: "payload_too_large",
+        }.get(error.code or 500, "http_error")
         return jsonify({"code": code, "message": error.description}), error.code
 
     @app.errorhandler(Exception)

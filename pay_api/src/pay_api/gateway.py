@@ -206,15 +206,23 @@ class SetupState:
     status: str
     customer_id: str | None
     payment_method_id: str | None
+    client_secret: str | None = None
+    # Never confirmed: no card given yet and no error from an attempt (it can be handed out again).
+    untouched: bool = False
 
     @classmethod
     def from_stripe(cls, obj: Any) -> SetupState:
         data = _plain(obj)
+        payment_method_id = _id_of(data.get("payment_method"))
         return cls(
             id=data["id"],
             status=data["status"],
             customer_id=_id_of(data.get("customer")),
-            payment_method_id=_id_of(data.get("payment_method")),
+            payment_method_id=payment_method_id,
+            client_secret=data.get("client_secret"),
+            untouched=data["status"] == "requires_payment_method"
+            and payment_method_id is None
+            and not data.get("last_setup_error"),
         )
 
 

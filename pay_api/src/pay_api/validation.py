@@ -13,7 +13,10 @@ Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
 def parse_body(model: type[Model]) -> Model:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a body of ours
+        data = None
     if not isinstance(data, dict):
         raise ValidationError("The body must be a JSON object.")
     try:

@@ -18,7 +18,7 @@ async def list_mine(
     user_id: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,  # bounded (an int8 overflow is no 5xx)
 ) -> PaymentPage:
     payments, total = await service.list_for_user(
         session=session, user_id=user_id, limit=limit, offset=offset

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from billing.money import MAX_AMOUNT
+
 
 class Money(BaseModel):
     amount: int  # minor units
@@ -48,7 +50,7 @@ class PlanIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     description: str = Field("", max_length=5000)
-    price_amount: int = Field(gt=0, le=10**12)
+    price_amount: int = Field(gt=0, le=MAX_AMOUNT)
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
     period_unit: Literal["month", "day"]
     period_count: int = Field(gt=0, le=1000)

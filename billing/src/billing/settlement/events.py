@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
+from billing.money import MAX_AMOUNT
 from billing.payments.models import REFUND_STATUSES, ProcessedEvent
 from billing.payments.service import lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
@@ -29,14 +30,14 @@ class PaymentEvent(BaseModel):
     payment_id: uuid.UUID
     refund_id: uuid.UUID | None = None
     status: str = Field(max_length=32)
-    amount: int = Field(ge=0)
+    amount: int = Field(ge=0, le=MAX_AMOUNT)
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
-    amount_refunded: int = Field(0, ge=0)
+    amount_refunded: int = Field(0, ge=0, le=MAX_AMOUNT)
     # pay_api's exact figure for refunds made outside pay_api (absent from older senders)
-    refunded_outside: int | None = Field(None, ge=0)
-    failure_code: str | None = None
-    failure_message: str | None = None
-    stripe_id: str | None = None
+    refunded_outside: int | None = Field(None, ge=0, le=MAX_AMOUNT)
+    failure_code: str | None = Field(None, max_length=100)
+    failure_message: str | None = Field(None, max_length=2000)
+    stripe_id: str | None = Field(None, max_length=255)
     occurred_at: datetime | None = None
 
 

@@ -40,7 +40,7 @@ from pay_api.errors import (
 )
 from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, IntentState
-from pay_api.payments import state
+from pay_api.payments import card_setups, state
 from pay_api.payments.models import Customer, Payment
 
 log = logging.getLogger(__name__)
@@ -231,10 +231,15 @@ def start_card_setup(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -
     if payment.is_final:
         raise PaymentNotPayable(_closed_message(payment))
     customer_id = ensure_customer(db=db, gateway=gateway, user_id=payment.user_id)
-    _, client_secret = gateway.create_setup_intent(
-        customer_id=customer_id, payment_id=str(payment_id)
-    )
-    return client_secret
+    with db.transaction() as session:
+        payment = get_payment(session=session, payment_id=payment_id, lock=True)
+        return card_setups.open_setup_intent(
+            session,
+            gateway,
+            payment=payment,
+            customer_id=customer_id,
+            limit=gateway.settings.setup_intents_per_payment,
+        )
 
 
 def charge(
@@ -245,6 +250,11 @@ def charge(
     payment = find_payment(db=db, payment_id=payment_id)
     if payment.is_final:
         return _answer_closed(payment)
+    with db.transaction() as session:  # ours for this payment, known without asking Stripe
+        if not card_setups.made_for(
+            session, payment_id=payment_id, setup_intent_id=setup_intent_id
+        ):
+            raise SetupIntentInvalid()
     customer_id, payment_method_id = _save_card(
         db=db, gateway=gateway, user_id=payment.user_id, setup_intent_id=setup_intent_id
     )
@@ -338,7 +348,10 @@ def _save_card(
     with db.transaction() as session:
         customer = session.get(Customer, user_id)
         customer_id = customer.stripe_customer_id if customer else None
-    setup = gateway.retrieve_setup_intent(setup_intent_id)
+    try:
+        setup = gateway.retrieve_setup_intent(setup_intent_id)
+    except GatewayRejected as exc:  # gone at Stripe (e.g. a fresh localstripe)
+        raise SetupIntentInvalid() from exc
     if (
         customer_id is None
         or setup.customer_id != customer_id
