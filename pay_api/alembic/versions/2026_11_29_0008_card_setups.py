@@ -1,7 +1,7 @@
 """card_setups: the SetupIntents made for each payment (a cap, reuse, /charge checks them)
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: pruning_1
 Create Date: 2026-11-29 12:30:00.000000
 """
 
@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0007"
-down_revision: str | None = "0006"
+revision: str = "0008"
+down_revision: str | None = "pruning_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
