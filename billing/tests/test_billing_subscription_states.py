@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from billing.payments import state as payment_state
 from billing.payments.models import Payment
+from billing.plans.models import Plan
 from billing.subscriptions import state
 from billing.subscriptions.models import SUBSCRIPTION_STATUSES, Subscription
 
@@ -17,15 +18,8 @@ START, END = NOW - timedelta(days=10), NOW + timedelta(days=20)
 
 
 def _subscription(status: str) -> Subscription:
-    subscription = state.begin(
-        subscription_id=uuid.uuid4(),
-        user_id=uuid.uuid4(),
-        plan_id=uuid.uuid4(),
-        period_unit="month",
-        period_count=1,
-        refund_window_days=14,
-        now=START,
-    )
+    plan = Plan(id=uuid.uuid4(), period_unit="month", period_count=1, refund_window_days=14)
+    subscription = state.begin(user_id=uuid.uuid4(), plan=plan, now=START)
     subscription.status = status  # a fixture: the row as some earlier transition left it
     subscription.current_period_start, subscription.current_period_end = START, END
     return subscription

@@ -6,10 +6,10 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -74,3 +74,16 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+_Row = TypeVar("_Row")
+
+
+async def lock_row(session: AsyncSession, model: type[_Row], row_id: uuid.UUID) -> _Row | None:
+    """The row, locked (`SELECT … FOR UPDATE`) until the transaction ends, and read afresh."""
+    return await session.scalar(
+        select(model)
+        .where(model.id == row_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )

@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -15,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
+from billing.db import lock_row
 from billing.errors import PaymentNotFound
 from billing.outbox import note_access_change
 from billing.payments import state
@@ -81,12 +84,7 @@ async def present(
 
 async def lock_payment(session: AsyncSession, payment_id: uuid.UUID) -> Payment | None:
     """The payment, row-locked for this transaction (every move of a payment holds this lock)."""
-    return await session.scalar(
-        select(Payment)
-        .where(Payment.id == payment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await lock_row(session, Payment, payment_id)
 
 
 # --- the state machine, applied ------------------------------------------------------------
@@ -98,23 +96,48 @@ def schedule_check(payment: Payment, *, now: datetime, settings: Settings, retry
     payment.next_check_at = now + timedelta(seconds=delay)
 
 
+@dataclass(frozen=True)
+class PaymentReport:
+    """What pay_api says about a payment (docs/contracts.md: its payment view, or an event).
+
+    `reported_at`: when the report was current (an event's `occurred_at`, or when billing asked);
+    a report without it never sends a `processing` payment back to `pending`."""
+
+    status: str
+    failure_code: str | None = None
+    failure_message: str | None = None
+    payment_intent_id: str | None = None
+    amount_refunded: int | None = None
+    refunded_outside: int | None = None
+    reported_at: datetime | None = None
+
+    @classmethod
+    def from_answer(cls, answer: dict[str, Any], *, asked_at: datetime | None) -> PaymentReport:
+        """pay_api's JSON view of a payment, as its internal API answers it."""
+        return cls(
+            status=str(answer.get("status", "pending")),
+            failure_code=answer.get("failure_code"),
+            failure_message=answer.get("failure_message"),
+            payment_intent_id=answer.get("stripe_payment_intent_id"),
+            amount_refunded=answer.get("amount_refunded"),
+            refunded_outside=answer.get("refunded_outside"),
+            reported_at=asked_at,
+        )
+
+
 async def apply_gateway_status(
     session: AsyncSession,
     *,
     payment: Payment,
-    status: str,
+    report: PaymentReport,
     now: datetime,
     settings: Settings,
-    failure_code: str | None = None,
-    failure_message: str | None = None,
-    payment_intent_id: str | None = None,
     by_reconciler: bool = False,
-    reported_at: datetime | None = None,
 ) -> bool:
-    """Apply a payment status reported by pay_api to a locked payment; True if it moved.
-
-    `reported_at`: when the report was current (an event's `occurred_at`, or when billing asked
-    pay_api); a report without it never sends a `processing` payment back to `pending`."""
+    """Apply the status pay_api reports to a locked payment; True if it moved."""
+    status, reported_at = report.status, report.reported_at
+    failure_code, failure_message = report.failure_code, report.failure_message
+    payment_intent_id = report.payment_intent_id
     if status not in GATEWAY_PAYMENT_STATUSES:
         logger.warning("unknown payment status from pay_api", extra={"status": status})
         return False
@@ -157,12 +180,7 @@ async def apply_gateway_status(
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: uuid.UUID) -> Subscription:
-    return await session.scalar(
-        select(Subscription)
-        .where(Subscription.id == subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await lock_row(session, Subscription, subscription_id)
 
 
 async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetime) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
+from billing.db import lock_row
 from billing.errors import (
     PaymentAlreadyRefunded,
     PaymentNotFound,
@@ -137,16 +138,7 @@ async def reserve(
     payment.updated_at = now
     session.add(refund)
     await session.flush()
-    session.add(
-        LedgerEntry(
-            payment_id=payment.id,
-            refund_id=refund.id,
-            user_id=payment.user_id,
-            kind="refund",
-            amount=amount,
-            currency=payment.currency,
-        )
-    )
+    _write_ledger(session, refund, payment, "refund")
     if request.end_subscription:
         subscription = await lock_subscription(session, payment.subscription_id)
         if subscription_state.end_by_refund(subscription, now=now):
@@ -156,6 +148,20 @@ async def reserve(
     except IntegrityError as exc:  # the CHECK refunded_amount <= amount: the last line of defence
         raise RefundExceedsRemaining() from exc
     return refund
+
+
+def _write_ledger(session: AsyncSession, refund: Refund, payment: Payment, kind: str) -> None:
+    """The ledger row of a refund (`refund` when asked) or of its failure (`reversal`)."""
+    session.add(
+        LedgerEntry(
+            payment_id=payment.id,
+            refund_id=refund.id,
+            user_id=payment.user_id,
+            kind=kind,
+            amount=refund.amount,
+            currency=refund.currency,
+        )
+    )
 
 
 async def succeeded_total(session: AsyncSession, payment_id: uuid.UUID) -> int:
@@ -195,16 +201,7 @@ async def apply_refund_status(
     if status in ("failed", "canceled"):
         # The money did not go back: release the reservation, write the reversal.
         payment.refunded_amount -= refund.amount
-        session.add(
-            LedgerEntry(
-                payment_id=payment.id,
-                refund_id=refund.id,
-                user_id=payment.user_id,
-                kind="reversal",
-                amount=refund.amount,
-                currency=refund.currency,
-            )
-        )
+        _write_ledger(session, refund, payment, "reversal")
         if refund.ends_subscription:
             subscription = await lock_subscription(session, payment.subscription_id)
             if subscription.status == "refunded":
@@ -232,12 +229,7 @@ async def apply_refund_status(
 
 
 async def lock_refund(session: AsyncSession, refund_id: uuid.UUID) -> Refund | None:
-    return await session.scalar(
-        select(Refund)
-        .where(Refund.id == refund_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await lock_row(session, Refund, refund_id)
 
 
 def schedule_refund_check(refund: Refund, *, now: datetime, settings: Settings) -> None:
@@ -257,16 +249,12 @@ async def submit(
     worker sends it again later."""
     settings = resources.settings
     async with resources.sessionmaker() as session:
+        unsent = (Refund.status == "pending", Refund.submitted_at.is_(None))
+        lease = settings.worker_claim_seconds
         if not claimed and not await claim(
-            session,
-            Refund,
-            refund_id,
-            Refund.status == "pending",
-            Refund.submitted_at.is_(None),
-            now=now,
-            seconds=settings.worker_claim_seconds,
+            session, Refund, refund_id, *unsent, now=now, seconds=lease
         ):
-            return
+            return  # someone else sends it right now, or it moved on
         refund = await session.get(Refund, refund_id)
         try:
             answer = await resources.pay_api.create_refund(

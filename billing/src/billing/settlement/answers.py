@@ -8,45 +8,14 @@ payment: the status through the state machine (`apply_gateway_status`), the tota
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
 from billing.payments.models import Payment
-from billing.payments.service import apply_gateway_status
+from billing.payments.service import PaymentReport, apply_gateway_status
 from billing.settlement.outside import record_refunded_outside
-
-
-@dataclass(frozen=True)
-class PaymentReport:
-    """What pay_api says about a payment (docs/contracts.md: its payment view, or an event).
-
-    `reported_at`: when the report was current (an event's `occurred_at`, or when billing asked);
-    a report without it never sends a `processing` payment back to `pending`."""
-
-    status: str
-    failure_code: str | None = None
-    failure_message: str | None = None
-    payment_intent_id: str | None = None
-    amount_refunded: int | None = None
-    refunded_outside: int | None = None
-    reported_at: datetime | None = None
-
-    @classmethod
-    def from_answer(cls, answer: dict[str, Any], *, asked_at: datetime | None) -> PaymentReport:
-        """pay_api's JSON view of a payment, as its internal API answers it."""
-        return cls(
-            status=str(answer.get("status", "pending")),
-            failure_code=answer.get("failure_code"),
-            failure_message=answer.get("failure_message"),
-            payment_intent_id=answer.get("stripe_payment_intent_id"),
-            amount_refunded=answer.get("amount_refunded"),
-            refunded_outside=answer.get("refunded_outside"),
-            reported_at=asked_at,
-        )
 
 
 async def apply_payment_report(
@@ -64,14 +33,10 @@ async def apply_payment_report(
     moved = await apply_gateway_status(
         session,
         payment=payment,
-        status=report.status,
+        report=report,
         now=now,
         settings=settings,
-        failure_code=report.failure_code,
-        failure_message=report.failure_message,
-        payment_intent_id=report.payment_intent_id,
         by_reconciler=by_reconciler,
-        reported_at=report.reported_at,
     )
     recorded = await record_refunded_outside(
         session,

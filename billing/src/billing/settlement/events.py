@@ -16,10 +16,10 @@ from billing.config import Settings
 from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
 from billing.money import MAX_AMOUNT
 from billing.payments.models import REFUND_STATUSES, ProcessedEvent
-from billing.payments.service import lock_payment
+from billing.payments.service import PaymentReport, lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
 from billing.refunds.service import apply_refund_status, lock_refund
-from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.settlement.answers import apply_payment_report
 
 
 class PaymentEvent(BaseModel):

@@ -98,17 +98,14 @@ async def record_refunded_outside(
     # so far in this transaction (e.g. to `succeeded`) must be in the database first.
     await session.flush()
     fully = await succeeded_total(session, payment.id) + missing >= payment.amount
-    refund = await reserve(
-        session=session,
-        request=RefundRequest(
-            payment_id=payment.id,
-            amount=missing,
-            reason=OUTSIDE_REASON,
-            initiated_by=OUTSIDE_INITIATOR,
-            end_subscription=fully,
-        ),
-        now=now,
+    outside = RefundRequest(
+        payment_id=payment.id,
+        amount=missing,
+        reason=OUTSIDE_REASON,
+        initiated_by=OUTSIDE_INITIATOR,
+        end_subscription=fully,
     )
+    refund = await reserve(session=session, request=outside, now=now)
     refund.submitted_at = now  # made at Stripe already: never sent to pay_api
     await apply_refund_status(
         session, payment=payment, refund=refund, status="succeeded", now=now, settings=settings

@@ -10,9 +10,9 @@ from billing.errors import GatewayError, GatewayUnavailable
 from billing.outbox import commit
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
-from billing.payments.service import claim, lock_payment, schedule_check
+from billing.payments.service import PaymentReport, claim, lock_payment, schedule_check
 from billing.resources import Resources
-from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.settlement.answers import apply_payment_report
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +30,10 @@ async def register(
     `claimed`: the caller (the worker) already holds the row's lease."""
     settings = resources.settings
     async with resources.sessionmaker() as session:
+        unregistered = Payment.status == "created"
+        lease = settings.worker_claim_seconds
         if not claimed and not await claim(
-            session,
-            Payment,
-            payment_id,
-            Payment.status == "created",
-            now=now,
-            seconds=settings.worker_claim_seconds,
+            session, Payment, payment_id, unregistered, now=now, seconds=lease
         ):
             return  # someone else registers it right now, or it moved on
         payment = await session.get(Payment, payment_id)

@@ -83,15 +83,7 @@ async def purchase(
         )
         if held is not None:
             raise SubscriptionExists()
-        subscription = state.begin(
-            subscription_id=uuid.uuid4(),
-            user_id=user_id,
-            plan_id=plan_id,
-            period_unit=plan.period_unit,
-            period_count=plan.period_count,
-            refund_window_days=plan.refund_window_days,
-            now=now,
-        )
+        subscription = state.begin(user_id=user_id, plan=plan, now=now)
         payment_id = uuid.uuid4()
         payment = Payment(
             id=payment_id,

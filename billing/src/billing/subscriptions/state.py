@@ -22,6 +22,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from billing.plans.models import Plan
 from billing.subscriptions.models import Subscription
 
 # Which statuses each transition may start from, and where it leads.
@@ -55,25 +56,17 @@ def _move(subscription: Subscription, transition: str, now: datetime) -> bool:
     return True
 
 
-def begin(
-    *,
-    subscription_id: uuid.UUID,
-    user_id: uuid.UUID,
-    plan_id: uuid.UUID,
-    period_unit: str,
-    period_count: int,
-    refund_window_days: int,
-    now: datetime,
-) -> Subscription:
-    """A new subscription waiting for its first payment (`incomplete`), on the plan's terms."""
+def begin(*, user_id: uuid.UUID, plan: Plan, now: datetime) -> Subscription:
+    """A new subscription waiting for its first payment (`incomplete`), on the plan's terms (a
+    later edit of the plan does not change them)."""
     return Subscription(
-        id=subscription_id,
+        id=uuid.uuid4(),
         user_id=user_id,
-        plan_id=plan_id,
+        plan_id=plan.id,
         status="incomplete",
-        period_unit=period_unit,
-        period_count=period_count,
-        refund_window_days=refund_window_days,
+        period_unit=plan.period_unit,
+        period_count=plan.period_count,
+        refund_window_days=plan.refund_window_days,
         auto_renew=True,
         created_at=now,
         updated_at=now,

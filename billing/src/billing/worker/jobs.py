@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -22,7 +22,7 @@ from billing.outbox import TOPIC_CATALOG_CHANGED, OutboxMessage, commit
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments import state
 from billing.payments.models import Payment, Refund
-from billing.payments.service import lock_payment, schedule_check
+from billing.payments.service import PaymentReport, lock_payment, schedule_check
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.pruning import prune
 from billing.refunds.service import (
@@ -32,7 +32,7 @@ from billing.refunds.service import (
     submit,
 )
 from billing.resources import Resources
-from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.settlement.answers import apply_payment_report
 from billing.settlement.registration import register
 from billing.subscriptions.service import expire_ended
 
@@ -62,53 +62,57 @@ async def claim_batch(
     return ids
 
 
-class _Claimed:
-    """Rows matching `conditions`, leased ONE AT A TIME with a fresh lease each, up to a batch.
+async def _each_leased(
+    resources: Resources,
+    now: datetime,
+    handle: Callable[[Resources, uuid.UUID, datetime], Awaitable[None]],
+    model: type,
+    *conditions,
+) -> int:
+    """`handle` each row matching `conditions`, leased ONE AT A TIME with a fresh lease each, up
+    to a batch; how many were handled.
 
     Leasing a whole batch up front would let the leases of its last rows run out while the
     first ones wait on pay_api — and then another worker could take the same row (say, expire a
-    payment this one is registering). `count` says how many were handled."""
+    payment this one is registering)."""
+    settings = resources.settings
+    seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
+    for _ in range(settings.worker_batch_size):
+        async with resources.sessionmaker() as session:
+            ids = await claim_batch(
+                session,
+                model,
+                *conditions,
+                model.id.not_in(seen),
+                now=now,
+                seconds=settings.worker_claim_seconds,
+                limit=1,
+            )
+        if not ids:
+            break
+        seen.append(ids[0])
+        await handle(resources, ids[0], now)
+    return len(seen)
 
-    def __init__(self, resources: Resources, model: type, *conditions, now: datetime) -> None:
-        self.resources, self.model, self.conditions, self.now = resources, model, conditions, now
-        self.count = 0
 
-    async def __aiter__(self):
-        settings = self.resources.settings
-        seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
-        for _ in range(settings.worker_batch_size):
-            async with self.resources.sessionmaker() as session:
-                ids = await claim_batch(
-                    session,
-                    self.model,
-                    *self.conditions,
-                    self.model.id.not_in(seen),
-                    now=self.now,
-                    seconds=settings.worker_claim_seconds,
-                    limit=1,
-                )
-            if not ids:
-                return
-            self.count += 1
-            seen.append(ids[0])
-            yield ids[0]
+async def _ask(question: Awaitable[dict | None]) -> tuple[dict | None, bool]:
+    """pay_api's answer (None: it does not know the object), and whether asking failed."""
+    try:
+        return await question, False
+    except PayApiError:
+        return None, True
 
 
 async def register_created(resources: Resources, now: datetime) -> int:
     """(a) Payments written but not yet known to pay_api (it was down): register them."""
-    ids = _Claimed(
-        resources,
-        Payment,
-        Payment.status == "created",
-        Payment.next_check_at <= now,
-        Payment.expires_at > now,
-        now=now,
+    due = (Payment.status == "created", Payment.next_check_at <= now, Payment.expires_at > now)
+    return await _each_leased(resources, now, _register_one, Payment, *due)
+
+
+async def _register_one(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
+    await register(
+        resources=resources, payment_id=payment_id, now=now, raise_errors=False, claimed=True
     )
-    async for payment_id in ids:
-        await register(
-            resources=resources, payment_id=payment_id, now=now, raise_errors=False, claimed=True
-        )
-    return ids.count
 
 
 async def expire_payments(resources: Resources, now: datetime) -> int:
@@ -118,59 +122,43 @@ async def expire_payments(resources: Resources, now: datetime) -> int:
     A `processing` payment past its deadline is asked too (on the reconciler's back-off): pay_api
     cancels it if Stripe still can, else answers `processing`/`succeeded` while money moves, and
     then it stays open and keeps being reconciled — never `expired` with money on its way."""
-    ids = _Claimed(
-        resources,
-        Payment,
-        or_(
-            Payment.status.in_(("created", "pending")),
-            and_(Payment.status == "processing", Payment.next_check_at <= now),
-        ),
-        Payment.expires_at <= now,
-        now=now,
+    unpaid = or_(
+        Payment.status.in_(("created", "pending")),
+        and_(Payment.status == "processing", Payment.next_check_at <= now),
     )
-    async for payment_id in ids:
-        await _expire_one(resources, payment_id, now)
-    return ids.count
+    return await _each_leased(
+        resources, now, _expire_one, Payment, unpaid, Payment.expires_at <= now
+    )
 
 
 async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
     settings = resources.settings
-    answer: dict | None = None
+    report: PaymentReport | None = None
     lost = False
     asked_at = wall_now()  # compared with pay_api's occurred_at
     try:
         answer = await resources.pay_api.cancel_payment(str(payment_id))
-        found = answer is not None
+        # None: pay_api never had it, so nobody can pay it: expire it here.
+        report = (
+            PaymentReport.from_answer(answer, asked_at=asked_at)
+            if answer is not None
+            else PaymentReport(status="canceled")
+        )
     except PayApiUnavailable as exc:
-        found, lost = True, exc.maybe_applied
-        if not exc.maybe_applied:
-            answer = {}  # never reached pay_api: nothing changed; try again next pass
+        lost = exc.maybe_applied  # else it never reached pay_api: try again next pass
     except PayApiRejected as exc:
         logger.error(
             "pay_api refused a cancel", extra={"payment_id": str(payment_id), "code": exc.code}
         )
-        found, lost = True, True
+        lost = True
     async with _leased_payment(resources, payment_id) as (session, payment):
         if lost:
             # The cancel may or may not have happened: only the reconciler may decide now.
             if payment.status in ("created", "pending") and state.move(payment, "unknown", now=now):
                 schedule_check(payment, now=now, settings=settings, retry=False)
-        elif not found:
-            # pay_api never had it, so nobody can pay it: expire it here.
+        elif report is not None:
             await apply_payment_report(
-                session,
-                payment=payment,
-                report=PaymentReport(status="canceled"),
-                now=now,
-                settings=settings,
-            )
-        elif answer:
-            await apply_payment_report(
-                session,
-                payment=payment,
-                report=PaymentReport.from_answer(answer, asked_at=asked_at),
-                now=now,
-                settings=settings,
+                session, payment=payment, report=report, now=now, settings=settings
             )
         if payment.status == "processing":
             # Money is moving (or we could not tell): keep it open, ask again on the back-off.
@@ -179,26 +167,14 @@ async def _expire_one(resources: Resources, payment_id: uuid.UUID, now: datetime
 
 async def reconcile_payments(resources: Resources, now: datetime) -> int:
     """(b) Ask pay_api (which asks Stripe) about payments that are not final, on a back-off."""
-    ids = _Claimed(
-        resources,
-        Payment,
-        Payment.status.in_(("pending", "processing", "unknown")),
-        Payment.next_check_at <= now,
-        now=now,
-    )
-    async for payment_id in ids:
-        await _reconcile_payment(resources, payment_id, now)
-    return ids.count
+    due = (Payment.status.in_(("pending", "processing", "unknown")), Payment.next_check_at <= now)
+    return await _each_leased(resources, now, _reconcile_payment, Payment, *due)
 
 
 async def _reconcile_payment(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
     settings = resources.settings
     asked_at = wall_now()  # compared with pay_api's occurred_at
-    try:
-        answer = await resources.pay_api.get_payment(str(payment_id))
-        failed = False
-    except PayApiError:
-        answer, failed = None, True
+    answer, failed = await _ask(resources.pay_api.get_payment(str(payment_id)))
     async with _leased_payment(resources, payment_id) as (session, payment):
         moved = False
         if answer is not None or (not failed and payment.status == "unknown"):
@@ -238,58 +214,48 @@ async def _leased_payment(
 
 async def submit_refunds(resources: Resources, now: datetime) -> int:
     """(a') Refunds pay_api has not acknowledged yet: send them (idempotent by refund id)."""
-    ids = _Claimed(
-        resources,
-        Refund,
-        Refund.status == "pending",
-        Refund.submitted_at.is_(None),
-        Refund.next_check_at <= now,
-        now=now,
-    )
-    async for refund_id in ids:
-        await submit(resources=resources, refund_id=refund_id, now=now, claimed=True)
-    return ids.count
+    due = (Refund.status == "pending", Refund.submitted_at.is_(None), Refund.next_check_at <= now)
+    return await _each_leased(resources, now, _submit_one, Refund, *due)
+
+
+async def _submit_one(resources: Resources, refund_id: uuid.UUID, now: datetime) -> None:
+    await submit(resources=resources, refund_id=refund_id, now=now, claimed=True)
 
 
 async def reconcile_refunds(resources: Resources, now: datetime) -> int:
     """(b') Ask pay_api about pending refunds it has, on a back-off."""
-    ids = _Claimed(
-        resources,
-        Refund,
+    due = (
         Refund.status == "pending",
         Refund.submitted_at.is_not(None),
         Refund.next_check_at <= now,
-        now=now,
     )
+    return await _each_leased(resources, now, _reconcile_refund, Refund, *due)
+
+
+async def _reconcile_refund(resources: Resources, refund_id: uuid.UUID, now: datetime) -> None:
     settings = resources.settings
-    async for refund_id in ids:
-        try:
-            answer = await resources.pay_api.get_refund(str(refund_id))
-            failed = False
-        except PayApiError:
-            answer, failed = None, True
-        async with resources.sessionmaker() as session:
-            refund = await session.get(Refund, refund_id)
-            payment = await lock_payment(session, refund.payment_id)
-            refund = await lock_refund(session, refund_id)
-            refund.claimed_until = None
-            if answer is not None:
-                await apply_refund_status(
-                    session,
-                    payment=payment,
-                    refund=refund,
-                    status=str(answer.get("status")),
-                    now=now,
-                    settings=settings,
-                    stripe_refund_id=answer.get("stripe_refund_id"),
-                    failure_code=answer.get("failure_code"),
-                )
-            elif not failed:
-                refund.submitted_at = None  # pay_api lost it: send it again
-            if refund.status == "pending":
-                schedule_refund_check(refund, now=now, settings=settings)
-            await commit(session, resources.access_cache)
-    return ids.count
+    answer, failed = await _ask(resources.pay_api.get_refund(str(refund_id)))
+    async with resources.sessionmaker() as session:
+        refund = await session.get(Refund, refund_id)
+        payment = await lock_payment(session, refund.payment_id)
+        refund = await lock_refund(session, refund_id)
+        refund.claimed_until = None
+        if answer is not None:
+            await apply_refund_status(
+                session,
+                payment=payment,
+                refund=refund,
+                status=str(answer.get("status")),
+                now=now,
+                settings=settings,
+                stripe_refund_id=answer.get("stripe_refund_id"),
+                failure_code=answer.get("failure_code"),
+            )
+        elif not failed:
+            refund.submitted_at = None  # pay_api lost it: send it again
+        if refund.status == "pending":
+            schedule_refund_check(refund, now=now, settings=settings)
+        await commit(session, resources.access_cache)
 
 
 async def expire_subscriptions(resources: Resources, now: datetime) -> int:
