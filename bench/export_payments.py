@@ -10,7 +10,8 @@ manager and downloads /admin/reports/export/payments.csv, first a tenth of the r
 range), then all of them. For each it prints the time, the rows received, and the admin
 worker's peak resident memory (VmHWM) before and after. Streaming means the admin's peak does
 not grow with the export's size: the ratio of the two exports' peaks is the figure to watch.
-It also times the same export straight from billing, to show what the admin adds.
+It also times the same export straight from billing, to show what the admin adds, and billing's
+dashboard figures over those payments (30 days by day, a year by month).
 """
 
 from __future__ import annotations
@@ -50,12 +51,13 @@ SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(u), 12, '0'))::uuid,
 FROM generate_series(1, 1000) AS u;
 INSERT INTO payments (id, user_id, subscription_id, plan_id, kind, status, amount, currency,
                       refunded_amount, description, stripe_payment_intent_id, expires_at,
-                      next_check_at, check_attempts, succeeded_at, created_at, updated_at)
+                      next_check_at, check_attempts, succeeded_at, period_start, period_end,
+                      created_at, updated_at)
 SELECT gen_random_uuid(),
        ('10000000-0000-4000-8000-' || lpad(to_hex(1 + i %% 1000), 12, '0'))::uuid,
        ('00000000-0000-4000-8000-' || lpad(to_hex(1 + i %% 1000), 12, '0'))::uuid,
        %(plan)s, CASE WHEN i < 1000 THEN 'first' ELSE 'renewal' END, 'succeeded', 999, 'usd', 0,
-       '', 'pi_bench_' || i, ts, ts, 0, ts, ts, ts
+       '', 'pi_bench_' || i, ts, ts, 0, ts, ts, ts + interval '1 month', ts, ts
 FROM (SELECT i, timestamptz '2025-01-01' + i * interval '5 minutes' AS ts
       FROM generate_series(0, %(rows)s - 1) AS i) AS numbered;
 """
@@ -200,6 +202,17 @@ def main() -> int:
             timeout=300,
         )
         billing_seconds, billing_rows, _ = download(direct, "/internal/v1/reports/payments.csv", {})
+        last_day = str(date(2025, 1, 1) + timedelta(days=args.rows // 288))
+        summaries = []
+        for granularity, since in (("day", timedelta(days=29)), ("month", timedelta(days=364))):
+            params = {"granularity": granularity, "date_to": last_day,
+                      "date_from": str(date.fromisoformat(last_day) - since)}  # fmt: skip
+            started = time.monotonic()
+            answer = direct.get("/internal/v1/reports/summary", params=params)
+            answer.raise_for_status()
+            summaries.append(
+                (granularity, len(answer.json()["series"]), time.monotonic() - started)
+            )
 
         print(f"admin worker peak RSS after login and the dashboard: {baseline / 1024:.1f} MiB")
         for label, seconds, rows, size, peak in results:
@@ -210,6 +223,11 @@ def main() -> int:
             )
         (_, small_s, small_rows, _, small_peak), (_, all_s, all_rows, _, all_peak) = results
         print(f"billing alone, all: {billing_rows} rows in {billing_seconds:.2f} s")
+        for granularity, periods, seconds in summaries:
+            print(
+                f"dashboard figures over {args.rows} payments, by {granularity} ({periods} "
+                f"periods): {seconds * 1000:.0f} ms"
+            )
         print(
             f"ratios: admin peak RSS all/tenth = {all_peak / small_peak:.2f} "
             f"for {all_rows / max(small_rows, 1):.1f}× the rows; "

@@ -54,6 +54,16 @@ class Payment(Base):
             postgresql_where=text(f"kind = 'first' AND status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
         ),
         Index("ix_payments_user_created", "user_id", "created_at"),
+        # The admin's reports read periods by time (billing/reports/figures.py, export.py).
+        Index("ix_payments_created_at", "created_at"),
+        Index(
+            "ix_payments_succeeded_at",
+            "succeeded_at",
+            postgresql_where=text("succeeded_at IS NOT NULL"),
+        ),
+        Index(
+            "ix_payments_period_end", "period_end", postgresql_where=text("period_end IS NOT NULL")
+        ),
         Index(
             "ix_payments_open_next_check",
             "next_check_at",
@@ -102,6 +112,7 @@ class LedgerEntry(Base):
         CheckConstraint("kind IN ('charge', 'refund', 'reversal')", name="kind"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("(kind = 'charge') = (refund_id IS NULL)", name="refund_rows_name_refund"),
+        Index("ix_ledger_entries_created_at", "created_at"),  # the reports' money by period
         # Invariant 1: at most one succeeded charge per payment.
         Index(
             "uq_ledger_one_charge_per_payment",
@@ -158,6 +169,7 @@ class Refund(Base):
         CheckConstraint("status IN ('pending', 'succeeded', 'failed', 'canceled')", name="status"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("initiated_by IN ('user', 'admin', 'stripe')", name="initiated_by"),
+        Index("ix_refunds_created_at", "created_at"),  # the refunds export by date
     )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True)

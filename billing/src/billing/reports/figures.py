@@ -95,6 +95,7 @@ FROM unnest(CAST(:instants AS timestamptz[])) AS t(at)
 JOIN payments p
   ON p.period_start <= t.at AND p.period_end > t.at
  AND p.status IN ('succeeded', 'partially_refunded', 'refunded')
+ AND p.period_end > :first_instant
 JOIN subscriptions s ON s.id = p.subscription_id
 WHERE s.ended_at IS NULL OR s.ended_at > t.at
 GROUP BY 1, 2
@@ -164,7 +165,8 @@ async def summary(
     as_of = min(_midnight(ends[-1]), now)
     instants = sorted({min(_midnight(end), now) for end in ends} | {as_of})
     holders: dict[tuple[datetime, str], tuple[int, int]] = {}
-    for row in (await session.execute(text(_HOLDERS), {"instants": instants})).mappings():
+    holding = {"instants": instants, "first_instant": instants[0]}  # ix_payments_period_end
+    for row in (await session.execute(text(_HOLDERS), holding)).mappings():
         holders[(row["at"], row["currency"])] = (int(row["active_subscribers"]), int(row["mrr"]))
 
     currencies = sorted({c for _, c in flows} | {c for _, c in holders})

@@ -47,6 +47,10 @@ class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(SUBSCRIPTION_STATUSES)})", name="status"),
+        # The reports' churn by period.
+        Index(
+            "ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")
+        ),
         CheckConstraint(
             f"status NOT IN ({_in(PAID_STATUSES)}) OR (current_period_start IS NOT NULL "
             "AND current_period_end > current_period_start)",
