@@ -7,7 +7,7 @@ PYTHON_VERSION ?= python3.11
 
 .DEFAULT_GOAL := help
 .PHONY: help install up down reset restart status logs demo test test-unit test-integration token lint format \
-	requirements report chaos bench clean
+	requirements report chaos bench clean mail
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ status: ## which services run
 # make logs                 follow every service's log;  make logs SERVICE=billing   one service
 logs: ## follow the logs (JSON lines): all, or SERVICE=<name>
 	@scripts/stack.sh logs $(SERVICE)
+
+mail: install ## the emails the running system sent (kept by the local SMTP server) [TO=address]
+	@$(PY) scripts/show_mail.py $(if $(TO),--to $(TO))
 
 demo: install ## play the user scenario against the running system (after `make up`)
 	@$(PY) scripts/demo.py

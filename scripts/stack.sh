@@ -74,6 +74,9 @@ derive_settings() {
   derive PAY_API_PUBLIC_URL "http://127.0.0.1:$PAY_API_PORT"
   # where the payment page's "Back to the cinema" link goes (billing passes it as the return URL)
   derive CINEMA_URL "$ADMIN_URL/"
+  # billing's emails go to the local mail server (scripts/mail_server.py), which keeps them all
+  derive MAIL_URL "http://127.0.0.1:$MAIL_PORT"
+  derive BILLING_SMTP_PORT "$MAIL_SMTP_PORT"
   if [ "${STRIPE_OFFLINE:-1}" = 1 ]; then
     derive STRIPE_API_BASE "http://127.0.0.1:$LOCALSTRIPE_PORT"
     derive STRIPE_JS_URL "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/"
@@ -90,7 +93,7 @@ export BILLING_TEST_CLOCK=${BILLING_TEST_CLOCK:-1}
 export ETL_STATE_FILE=${ETL_STATE_FILE:-$DATA_DIR/etl/state.json}
 export DATA_DIR PYTHONUNBUFFERED=1
 
-SERVICES=(billing billing-worker pay_api pay_api-worker admin etl)
+SERVICES=(mail billing billing-worker pay_api pay_api-worker admin etl)
 STARTED_DATASTORES=()  # what this run started: `up` records it, so that `down` stops it again
 
 say() { printf '%s\n' "$*" >&2; }
@@ -298,7 +301,7 @@ wait_http() {
 port_of() {
   case "$1" in
     localstripe) echo "$LOCALSTRIPE_PORT" ;; billing) echo "$BILLING_PORT" ;;
-    pay_api) echo "$PAY_API_PORT" ;; admin) echo "$ADMIN_PORT" ;;
+    pay_api) echo "$PAY_API_PORT" ;; admin) echo "$ADMIN_PORT" ;; mail) echo "$MAIL_PORT" ;;
   esac
 }
 
@@ -326,6 +329,8 @@ start_service() {
     admin) start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" \
       --workers 2 ;;
     etl) start etl "$PY" -m etl ;;
+    mail) start mail "$PY" scripts/mail_server.py --smtp-port "$MAIL_SMTP_PORT" \
+      --http-port "$MAIL_PORT" --data-dir "$DATA_DIR/mail" ;;
     *) say "unknown service: $1"; return 2 ;;
   esac
 }
@@ -336,6 +341,7 @@ health_url() {
     billing) echo "$BILLING_URL/health/ready" ;;
     pay_api) echo "$PAY_API_URL/health/ready" ;;
     admin) echo "$ADMIN_URL/health/ready" ;;
+    mail) echo "$MAIL_URL/health" ;;
     localstripe) echo "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/" ;;
   esac
 }
@@ -373,6 +379,7 @@ print_urls() {
   admin panel   $ADMIN_URL/admin/   (login $ADMIN_USERNAME / $ADMIN_PASSWORD)
   billing API   $BILLING_URL/docs
   pay_api       $PAY_API_URL/health   (payment pages at $PAY_API_PUBLIC_URL/pay/<payment id>)
+  emails        $MAIL_URL/messages   (make mail: every message billing sent, kept here)
 EOF
   if [ "$STRIPE_OFFLINE" = 1 ]; then
     echo "  localstripe   http://127.0.0.1:$LOCALSTRIPE_PORT/v1/customers   (Stripe's API: curl -u $STRIPE_SECRET_KEY: <url>)"
@@ -402,7 +409,7 @@ cmd_up() {
   fi
   # every port is checked before anything is changed
   if [ "$STRIPE_OFFLINE" = 1 ]; then check_port localstripe; fi
-  for name in billing pay_api admin; do check_port "$name"; done
+  for name in mail billing pay_api admin; do check_port "$name"; done
 
   trap undo_failed_up EXIT
   cmd_datastores
@@ -425,7 +432,7 @@ cmd_up() {
     start_service "billing-worker-$copy"
     start_service "pay_api-worker-$copy"
   done
-  for name in billing pay_api admin; do wait_http "$name" "$(health_url "$name")"; done
+  for name in billing pay_api admin mail; do wait_http "$name" "$(health_url "$name")"; done
   # "up" means billing holds the admin's catalog: one ETL pass now, then the ETL on its schedule
   if ! "$PY" -m etl --once >>"$LOG_DIR/etl.log" 2>&1; then
     say "the first copy of the catalog to billing failed; the end of $LOG_DIR/etl.log:"
@@ -488,7 +495,7 @@ cmd_logs() {
 }
 
 cmd_env() {
-  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER|CINEMA)_?' | sort
+  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER|CINEMA|MAIL)_?' | sort
 }
 
 case "${1:-}" in

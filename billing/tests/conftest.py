@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -86,6 +88,67 @@ async def fake_pay_api() -> AsyncIterator[FakePayApi]:
     await server.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MailServer:
+    """The project's local mail server (scripts/mail_server.py), started for the run."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.smtp_port, self.http_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.log = open(data_dir / "mail.log", "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO_ROOT / "scripts" / "mail_server.py"),
+                "--smtp-port",
+                str(self.smtp_port),
+                "--http-port",
+                str(self.http_port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def wait_up(self) -> None:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                try:
+                    if (await client.get(f"{self.url}/health")).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("the mail server did not start")
+
+    async def messages(self, to: str) -> list[dict]:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"{self.url}/messages", params={"to": to})
+        assert answer.status_code == 200, answer.text
+        return answer.json()["items"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.log.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def mail_server(tmp_path_factory) -> AsyncIterator[MailServer]:
+    server = MailServer(tmp_path_factory.mktemp("mail"))
+    try:
+        await server.wait_up()
+        yield server
+    finally:
+        server.stop()
+
+
 def make_settings(database_url: str, pay_api_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "BILLING_DATABASE_URL": database_url,
@@ -101,13 +164,19 @@ def make_settings(database_url: str, pay_api_url: str, **overrides: Any) -> Sett
         "BILLING_PAY_API_TIMEOUT": 5,
         "BILLING_DB_POOL_SIZE": 10,
         "BILLING_DB_MAX_OVERFLOW": 15,
+        "BILLING_SMTP_PORT": MAIL["smtp_port"],
         **overrides,
     }
     return Settings(**values)
 
 
+# The session's mail server port, for every settings built in the run (a closed port before it).
+MAIL = {"smtp_port": 1}
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def app(database_url: str, fake_pay_api: FakePayApi):
+async def app(database_url: str, fake_pay_api: FakePayApi, mail_server: MailServer):
+    MAIL["smtp_port"] = mail_server.smtp_port
     application = create_app(make_settings(database_url, fake_pay_api.url), configure_logs=False)
     yield application
     resources = application.state.resources

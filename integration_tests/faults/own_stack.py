@@ -15,8 +15,9 @@ from integration_tests.faults.proxy import FaultProxy
 
 
 def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
-    """Settings of a stack on ports port_base (+0 admin, +1 billing, +2 pay_api, +420 localstripe,
-    +421 the proxy in front of it), databases `cinema_<name>_*`, data in var/<name>."""
+    """Settings of a stack on ports port_base (+0 admin, +1 billing, +2 pay_api, +25/+26 the mail
+    server's HTTP/SMTP, +420 localstripe, +421 the proxy in front of it), databases
+    `cinema_<name>_*`, data in var/<name>."""
     if port_base + 421 >= 32768:
         # Linux hands out 32768-60999 to outgoing connections: a listener there can find its port
         # taken by some client socket of the moment (seen with 38420 under the chaos load).
@@ -27,6 +28,8 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         "BILLING_PORT": str(port_base + 1),
         "PAY_API_PORT": str(port_base + 2),
         "LOCALSTRIPE_PORT": str(port_base + 420),
+        "MAIL_PORT": str(port_base + 25),
+        "MAIL_SMTP_PORT": str(port_base + 26),
         "DB_PREFIX": f"cinema_{name}",
         "REDIS_DB": str(redis_db),
         "DATA_DIR": str(data_dir),

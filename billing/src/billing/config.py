@@ -94,6 +94,23 @@ class Settings(BaseSettings):
     # Port of the worker's Prometheus endpoint (/metrics on every path); 0 = none.
     worker_metrics_port: int = Field(0, validation_alias="BILLING_WORKER_METRICS_PORT", ge=0)
 
+    # --- emails (billing/notifications) ---
+    # The SMTP relay; `make up` and the test stacks point it at the local mail server.
+    smtp_host: str = Field("127.0.0.1", validation_alias="BILLING_SMTP_HOST")
+    smtp_port: int = Field(8026, validation_alias="BILLING_SMTP_PORT", gt=0, lt=65536)
+    smtp_starttls: bool = Field(False, validation_alias="BILLING_SMTP_STARTTLS")
+    smtp_username: str = Field("", validation_alias="BILLING_SMTP_USERNAME")
+    smtp_password: str = Field("", validation_alias="BILLING_SMTP_PASSWORD")
+    smtp_timeout_seconds: float = Field(10, validation_alias="BILLING_SMTP_TIMEOUT", gt=0)
+    mail_from: str = Field("Cinema <billing@cinema.local>", validation_alias="BILLING_MAIL_FROM")
+    # A user's address; `{user_id}` is replaced (billing keeps no addresses: in production a
+    # relay mailbox of the auth service that forwards by user id).
+    mail_to_template: str = Field(
+        "{user_id}@users.cinema.local", validation_alias="BILLING_MAIL_TO"
+    )
+    # How long an emailed link (authenticate, new card) opens its page.
+    link_ttl_seconds: int = Field(10 * 86400, validation_alias="BILLING_LINK_TTL_SECONDS", gt=0)
+
     @model_validator(mode="after")
     def _user_token_key_present(self) -> Settings:
         if self.auth_jwt_algorithm == "HS256" and not self.auth_jwt_secret:

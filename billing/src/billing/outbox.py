@@ -31,6 +31,8 @@ _CATALOG_CHANGED = "billing.catalog_changed"
 
 TOPIC_ACCESS_CHANGED = "access.changed"
 TOPIC_CATALOG_CHANGED = "catalog.changed"
+# An email to a user (billing/notifications/emails.py), sent by the worker over SMTP.
+TOPIC_EMAIL = "email"
 
 
 class OutboxMessage(Base):

@@ -7,7 +7,9 @@ Every answer from pay_api goes through the same state machine as the events do.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import smtplib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import CLOCK, wall_now
 from billing.db import utcnow
-from billing.outbox import TOPIC_CATALOG_CHANGED, OutboxMessage, commit
+from billing.notifications import smtp
+from billing.outbox import (
+    TOPIC_CATALOG_CHANGED,
+    TOPIC_EMAIL,
+    OutboxMessage,
+    commit,
+)
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments import state
 from billing.payments.models import Payment, Refund
@@ -274,7 +282,7 @@ async def deliver_outbox(resources: Resources, now: datetime) -> int:
         messages = list(
             await session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.delivered_at.is_(None))
+                .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.topic != TOPIC_EMAIL)
                 .order_by(OutboxMessage.id)
                 .limit(resources.settings.worker_batch_size * 10)
                 .with_for_update(skip_locked=True)
@@ -308,6 +316,37 @@ async def prune_old_rows(resources: Resources, now: datetime) -> int:
         )
 
 
+async def send_emails(resources: Resources, now: datetime) -> int:
+    """(f) Outbox: emails, in the order they were written, over one SMTP connection. Rows stay
+    locked while they are sent, so two workers never send the same one; a crash between the send
+    and the commit sends it again (at least once, never lost)."""
+    async with resources.sessionmaker() as session:
+        messages = list(
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.topic == TOPIC_EMAIL)
+                .order_by(OutboxMessage.id)
+                .limit(resources.settings.worker_batch_size)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if not messages:
+            return 0
+        try:
+            sent = await asyncio.to_thread(
+                smtp.send_all, resources.settings, [m.payload for m in messages]
+            )
+        except (OSError, smtplib.SMTPException) as exc:
+            logger.warning("emails not sent; the next pass tries again", extra={"error": repr(exc)})
+            sent = 0
+        for message in messages[:sent]:
+            message.delivered_at = now
+        for message in messages[sent:]:
+            message.attempts += 1
+        await session.commit()
+    return sent
+
+
 JOBS = (
     ("register_created", register_created),
     ("expire_payments", expire_payments),
@@ -317,6 +356,7 @@ JOBS = (
     ("expire_subscriptions", expire_subscriptions),
     ("deliver_outbox", deliver_outbox),
     ("prune_old_rows", prune_old_rows),
+    ("send_emails", send_emails),
 )
 
 
