@@ -43,6 +43,12 @@ class FakePayApi:
     customers: dict[str, str] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     url: str = ""
+    # Renewals: what the next off-session attempt of a payment meets ("succeeded", a decline
+    # code such as "card_declined"/"lost_card", "authentication_required", "processing",
+    # "no_saved_card"); `renewal_default` for payments not named. The attempts pay_api confirmed.
+    renewal_default: str = "succeeded"
+    renewal_outcomes: dict[str, str] = field(default_factory=dict)
+    confirmed_attempts: dict[str, list[int]] = field(default_factory=dict)
 
     def calls_to(self, method: str, path: str) -> list[Call]:
         return [c for c in self.calls if c.method == method and c.path == path]
@@ -57,6 +63,11 @@ class FakePayApi:
                 Route("/internal/v1/payments", self._create_payment, methods=["POST"]),
                 Route("/internal/v1/payments/{pid}", self._get_payment, methods=["GET"]),
                 Route("/internal/v1/payments/{pid}/cancel", self._cancel, methods=["POST"]),
+                Route(
+                    "/internal/v1/payments/{pid}/charge-off-session",
+                    self._charge_off_session,
+                    methods=["POST"],
+                ),
                 Route("/internal/v1/refunds", self._create_refund, methods=["POST"]),
                 Route("/internal/v1/refunds/{rid}", self._get_refund, methods=["GET"]),
                 Route("/internal/v1/customers/{cid}", self._get_customer, methods=["GET"]),
@@ -118,6 +129,29 @@ class FakePayApi:
             return JSONResponse({"code": "payment_not_found", "message": "?"}, status_code=404)
         if payment["status"] == "pending":
             payment["status"] = self.cancel_outcome
+        return JSONResponse(self._payment_view(payment))
+
+    async def _charge_off_session(self, request: Request) -> JSONResponse:
+        """As pay_api: each attempt number confirmed once; a final payment is left alone."""
+        body = await self._record(request)
+        if self.mode == "down":
+            return JSONResponse({"code": "unavailable", "message": "down"}, status_code=503)
+        pid = request.path_params["pid"]
+        payment = self.payments.get(pid)
+        if payment is None:
+            return JSONResponse({"code": "payment_not_found", "message": "?"}, status_code=404)
+        outcome = self.renewal_outcomes.get(pid, self.renewal_default)
+        if outcome == "no_saved_card":
+            return JSONResponse({"code": "no_saved_card", "message": "none"}, status_code=409)
+        confirmed = self.confirmed_attempts.setdefault(pid, [])
+        if body["attempt"] not in confirmed and payment["status"] == "pending":
+            confirmed.append(body["attempt"])
+            if outcome in ("succeeded", "processing"):
+                payment.update(status=outcome, failure_code=None, failure_message=None)
+            else:
+                payment.update(
+                    status="pending", failure_code=outcome, failure_message=f"Declined: {outcome}."
+                )
         return JSONResponse(self._payment_view(payment))
 
     async def _create_refund(self, request: Request) -> JSONResponse:

@@ -202,6 +202,7 @@ def _reset_fake(fake_pay_api: FakePayApi):
     fake_pay_api.mode = "ok"
     fake_pay_api.refund_status = "pending"
     fake_pay_api.cancel_outcome = "canceled"
+    fake_pay_api.renewal_default = "succeeded"
     yield
 
 

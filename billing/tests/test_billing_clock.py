@@ -101,26 +101,40 @@ async def test_access_and_the_worker_follow_the_moved_clock(clock_app, billing):
     plan_id = await billing.put_plan(film_ids=[str(film)], period_unit="day", period_count=30)
     user = uuid.uuid4()
     purchase = await billing.paid_subscription(user, plan_id)
+    subscription_id = uuid.UUID(purchase["subscription"]["id"])
+    first_end = await billing.scalar(
+        "SELECT current_period_end FROM subscriptions WHERE id = :s", s=subscription_id
+    )
 
     async def access() -> dict:
         response = await client.get(f"/api/v1/access/films/{film}", headers=as_user(user))
         assert response.status_code == 200, response.text
         return response.json()
 
-    assert (await access())["allowed"] is True
-    await client.post(
-        "/internal/v1/clock/advance", json={"seconds": 29 * 86400}, headers=as_service("tests")
-    )
-    assert (await access())["allowed"] is True  # day 29 of 30
-    await client.post(
-        "/internal/v1/clock/advance", json={"seconds": 2 * 86400}, headers=as_service("tests")
-    )
-    assert (await access())["reason"] == "no_subscription"  # the cached "allowed" was dropped
+    async def advance(seconds: float) -> None:
+        moved = await client.post(
+            "/internal/v1/clock/advance", json={"seconds": seconds}, headers=as_service("tests")
+        )
+        assert moved.status_code == 200, moved.text
 
-    # A worker pass without an explicit time reads the stack's clock and ends the period.
+    assert (await access())["allowed"] is True
+    await advance(29 * 86400)
+    assert (await access())["allowed"] is True  # day 29 of 30
+    await advance(2 * 86400)
+    # The period is over and no worker ran yet: the cached "allowed" was dropped.
+    assert (await access())["reason"] == "no_subscription"
+
+    # A worker pass without an explicit time reads the stack's clock: it renews the subscription
+    # from the old end (the fake gateway charges the saved card).
     await run_once(app.state.resources)
-    status = await billing.scalar(
-        "SELECT status FROM subscriptions WHERE id = :s",
-        s=uuid.UUID(purchase["subscription"]["id"]),
+    row = await billing.scalar(
+        "SELECT row(status, current_period_start)::text FROM subscriptions WHERE id = :s",
+        s=subscription_id,
     )
-    assert status == "expired"
+    assert row.startswith("(active,")
+    start = await billing.scalar(
+        "SELECT current_period_start FROM subscriptions WHERE id = :s", s=subscription_id
+    )
+    assert start == first_end
+    allowed = await access()
+    assert allowed["allowed"] is True and allowed["reason"] == "subscription"

@@ -191,9 +191,14 @@ async def _end_the_period(billing, subscription_id: str) -> None:
 async def test_buying_again_after_the_period_ended_expires_the_old_one_as_the_worker_does(billing):
     # The purchase expires an ended period the worker has not reached yet; it used to leave
     # auto_renew on (only the worker's copy turned it off): both now go through one transition.
-    plan_id = await billing.put_plan()
+    plan_id = await billing.put_plan(refund_window_days=0)
     user = uuid.uuid4()
     old = (await billing.paid_subscription(user, plan_id))["subscription"]["id"]
+    # Canceled at period end (a renewing subscription would enter grace and still hold the plan).
+    canceled = await billing.client.post(
+        f"/api/v1/subscriptions/{old}/cancel", headers=as_user(user)
+    )
+    assert canceled.json()["action"] == "canceled"
     await _end_the_period(billing, old)
     response = await billing.buy(user, plan_id)
     assert response.status_code == 201, response.text
@@ -227,4 +232,16 @@ async def test_a_suspended_subscription_still_holds_its_plan(billing):
     before = await billing.table_counts()
     response = await billing.buy(user, plan_id)
     assert (response.status_code, response.json()["code"]) == (409, "subscription_exists")
+    assert await billing.table_counts() == before
+
+
+async def test_a_renewing_subscription_still_holds_the_plan_after_its_period_end(billing):
+    # Its renewal may still be paid (grace): buying the plan again is refused, nothing changes.
+    plan_id = await billing.put_plan()
+    user = uuid.uuid4()
+    old = (await billing.paid_subscription(user, plan_id))["subscription"]["id"]
+    await _end_the_period(billing, old)
+    before = await billing.table_counts()
+    response = await billing.buy(user, plan_id)
+    assert response.status_code == 409 and response.json()["code"] == "subscription_exists"
     assert await billing.table_counts() == before

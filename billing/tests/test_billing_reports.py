@@ -143,7 +143,7 @@ async def known(resources) -> Known:
         await payment("F2", "F", "D", "succeeded", 700, "usd", created=at(8, 11),
                       succeeded=at(8, 13), period=(at(8), at(15)), kind="renewal")  # fmt: skip
         await payment("F3", "F", "D", "failed", 700, "usd", created=at(15), kind="renewal",
-                      failure="insufficient_funds")  # fmt: skip
+                      failure="insufficient_funds", period=(at(15), at(22)))  # fmt: skip
 
         await subscription("G", "J", "active", start=at(10), end=at(10, month=4))
         await payment("G1", "G", "J", "succeeded", 1000, "jpy", created=at(10, 10),

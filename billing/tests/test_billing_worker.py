@@ -163,8 +163,15 @@ async def test_an_unknown_payment_stripe_never_charged_goes_back_to_pending(bill
 
 
 async def test_paid_periods_end_and_access_with_them(billing):
-    user, film, plan_id, purchase = await _pending(billing, period_unit="day", period_count=1)
+    user, film, plan_id, purchase = await _pending(
+        billing, period_unit="day", period_count=1, refund_window_days=0
+    )
     await billing.event(purchase["payment"], "succeeded")
+    # Canceled at period end: access lasts until the end, not after (no renewal).
+    canceled = await billing.client.post(
+        f"/api/v1/subscriptions/{purchase['subscription']['id']}/cancel", headers=as_user(user)
+    )
+    assert canceled.json()["action"] == "canceled"
     assert (await billing.access(user, film))["allowed"] is True
     end = await billing.scalar(
         "SELECT current_period_end FROM subscriptions WHERE id = :s",

@@ -94,6 +94,24 @@ class Settings(BaseSettings):
     # Port of the worker's Prometheus endpoint (/metrics on every path); 0 = none.
     worker_metrics_port: int = Field(0, validation_alias="BILLING_WORKER_METRICS_PORT", ge=0)
 
+    # --- renewals (billing/renewals) ---
+    # The renewal is charged this long before the period ends.
+    renewal_lead_seconds: float = Field(3600, validation_alias="BILLING_RENEWAL_LEAD_SECONDS", ge=0)
+    # Retries of a declined renewal, in days after the period's end (increasing, within grace).
+    renewal_retry_days: str = Field("1,3,5", validation_alias="BILLING_RENEWAL_RETRY_DAYS")
+    # Access kept after the period's end while the renewal is unpaid (reason "grace").
+    renewal_grace_days: float = Field(7, validation_alias="BILLING_RENEWAL_GRACE_DAYS", gt=0)
+    # Decline codes that are not retried until the user gives another card.
+    renewal_hard_declines: str = Field(
+        "lost_card,stolen_card,fraudulent,pickup_card,restricted_card,incorrect_number,"
+        "invalid_number,invalid_account,expired_card,no_saved_card,do_not_honor,"
+        "transaction_not_allowed,revocation_of_authorization",
+        validation_alias="BILLING_RENEWAL_HARD_DECLINES",
+    )
+    # Renewal charges sent to pay_api per second by all workers together (0 = no cap). Real
+    # Stripe allows about 100 requests/s in live mode: keep this well below.
+    renewal_max_per_second: int = Field(0, validation_alias="BILLING_RENEWAL_MAX_PER_SECOND", ge=0)
+
     # --- emails (billing/notifications) ---
     # The SMTP relay; `make up` and the test stacks point it at the local mail server.
     smtp_host: str = Field("127.0.0.1", validation_alias="BILLING_SMTP_HOST")
@@ -124,10 +142,24 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"AUTH_JWT_PUBLIC_KEY_FILE not found: {self.auth_jwt_public_key_file}"
                 )
+        retries = self.renewal_retry_offsets
+        if any(d <= 0 for d in retries) or list(retries) != sorted(set(retries)):
+            raise ValueError("BILLING_RENEWAL_RETRY_DAYS must be increasing positive days")
+        if retries and retries[-1] >= self.renewal_grace_days:
+            raise ValueError("BILLING_RENEWAL_RETRY_DAYS must end before the grace period does")
         if self.auth_jwt_audience == "billing":
             # Service tokens use aud=billing; a user token must never pass for one.
             raise ValueError("AUTH_JWT_AUDIENCE must differ from the service audience 'billing'")
         return self
+
+    @property
+    def renewal_retry_offsets(self) -> tuple[float, ...]:
+        """Retries, in days after the period's end."""
+        return tuple(float(d) for d in self.renewal_retry_days.split(",") if d.strip())
+
+    @property
+    def renewal_hard_decline_set(self) -> frozenset[str]:
+        return frozenset(c.strip() for c in self.renewal_hard_declines.split(",") if c.strip())
 
     @property
     def access_check_service_set(self) -> frozenset[str]:

@@ -99,6 +99,18 @@ class SubscriptionNotCancelable(Conflict):
     code, message = "subscription_not_cancelable", "This subscription cannot be canceled."
 
 
+class SubscriptionNotResumable(Conflict):
+    code, message = "subscription_not_resumable", "This subscription cannot be resumed."
+
+
+class SubscriptionEnded(Conflict):
+    code, message = "subscription_ended", "This subscription has already ended."
+
+
+class NoRenewalToRetry(Conflict):
+    code, message = "no_renewal_to_retry", "This subscription has no renewal waiting for payment."
+
+
 class PaymentNotRefundable(Conflict):
     code, message = "payment_not_refundable", "Only a succeeded payment can be refunded."
 

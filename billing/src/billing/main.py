@@ -24,6 +24,7 @@ from billing.internal.catalog import router as internal_catalog_router
 from billing.internal.clock import router as internal_clock_router
 from billing.internal.events import router as internal_events_router
 from billing.internal.promotions import router as internal_promotions_router
+from billing.internal.renewals import router as internal_renewals_router
 from billing.log import RequestIdMiddleware, configure_logging
 from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_events_router,
         internal_admin_router,
         internal_clock_router,
+        internal_renewals_router,
         reports_router,
         health_router,
         internal_promotions_router,

@@ -73,6 +73,15 @@ class PayApiClient:
         }
         return await self._call("POST", "/internal/v1/payments", json=body)
 
+    async def charge_off_session(self, payment_id: str, *, attempt: int) -> dict[str, Any]:
+        """POST /internal/v1/payments/{id}/charge-off-session: a renewal, with the customer away;
+        pay_api confirms each attempt number at most once."""
+        return await self._call(
+            "POST",
+            f"/internal/v1/payments/{payment_id}/charge-off-session",
+            json={"attempt": attempt},
+        )
+
     async def get_payment(self, payment_id: str) -> dict[str, Any] | None:
         """GET /internal/v1/payments/{id}?refresh=1 (pay_api asks Stripe first); None if unknown."""
         return await self._call_or_none(

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 class Access(BaseModel):
     allowed: bool
-    reason: Literal["subscription", "free", "no_subscription"]
+    reason: Literal["subscription", "grace", "free", "no_subscription", "film_unavailable"]
     until: datetime | None
     film_id: uuid.UUID
     user_id: uuid.UUID

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
-    reason: str  # "subscription" | "free" | "no_subscription" | "film_unavailable"
+    reason: str  # "subscription" | "grace" | "free" | "no_subscription" | "film_unavailable"
     until: datetime | None
 
     def fields_json(self) -> bytes:
@@ -64,6 +64,19 @@ async def decide(
     )
     if until is not None:
         return Decision(True, "subscription", until)
+    # A renewal that did not go through keeps access until the grace period ends.
+    grace_until = await session.scalar(
+        select(func.max(Subscription.grace_until))
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(
+            Subscription.user_id == user_id,
+            Subscription.status == "past_due",
+            Subscription.grace_until > now,
+            _covers_film(film_id),
+        )
+    )
+    if grace_until is not None:
+        return Decision(True, "grace", grace_until)
     covered = await session.scalar(select(exists().where(Plan.active, _covers_film(film_id))))
     if covered:
         return Decision(False, "no_subscription", None)

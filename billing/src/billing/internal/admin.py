@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from billing.auth import require_service
 from billing.db import SessionDep, utcnow
 from billing.errors import PaymentNotFound
+from billing.internal.renewals import present as present_subscriptions
 from billing.payments import service as payments
 from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import (
@@ -61,13 +62,17 @@ async def user_payments(user_id: uuid.UUID, session: SessionDep) -> AdminPayment
 
 
 @router.get("/users/{user_id}/subscriptions", response_model=AdminSubscriptionList)
-async def user_subscriptions(user_id: uuid.UUID, session: SessionDep) -> AdminSubscriptionList:
+async def user_subscriptions(
+    user_id: uuid.UUID, request: Request, session: SessionDep
+) -> AdminSubscriptionList:
     rows = await session.scalars(
         select(Subscription)
         .where(Subscription.user_id == user_id)
         .order_by(Subscription.created_at.desc())
     )
-    items = [AdminSubscriptionOut.model_validate(s) for s in rows]
+    items = await present_subscriptions(
+        session, list(rows), settings=request.app.state.resources.settings
+    )
     return AdminSubscriptionList(items=items, total=len(items))
 
 

@@ -53,6 +53,26 @@ class Payment(Base):
             unique=True,
             postgresql_where=text(f"kind = 'first' AND status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
         ),
+        # Renewals: ONE payment per (subscription, period start), written before any call.
+        Index(
+            "uq_payments_renewal_period",
+            "subscription_id",
+            "period_start",
+            unique=True,
+            postgresql_where=text("kind = 'renewal'"),
+        ),
+        CheckConstraint(
+            "kind <> 'renewal' OR (period_start IS NOT NULL AND period_end > period_start)",
+            name="renewal_has_period",
+        ),
+        Index(
+            "ix_payments_renewal_next_charge",
+            "next_charge_at",
+            postgresql_where=text(
+                "kind = 'renewal' AND status IN ('created', 'pending') "
+                "AND next_charge_at IS NOT NULL"
+            ),
+        ),
         Index("ix_payments_user_created", "user_id", "created_at"),
         # The admin's reports read periods by time (billing/reports/figures.py, export.py).
         Index("ix_payments_created_at", "created_at"),
@@ -96,7 +116,12 @@ class Payment(Base):
     next_check_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     check_attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The period this payment paid for (set when it succeeds).
+    # Renewals: when the worker charges it next (None: it waits for the user — a new card or
+    # 3-D Secure — or for nothing more), and how many attempts were sent to pay_api.
+    next_charge_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    charge_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The period this payment pays for (a first payment: set when it succeeds; a renewal: from
+    # the start, the old period's end to the next).
     period_start: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     period_end: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -19,11 +19,13 @@ from billing.clock import wall_now
 from billing.config import Settings
 from billing.db import lock_row
 from billing.errors import PaymentNotFound
+from billing.notifications import emails
 from billing.outbox import note_access_change
 from billing.payments import state
 from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import AdminPaymentOut, PaymentOut, RefundOut
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES
+from billing.renewals import transitions as renewals
 from billing.subscriptions import state as subscription_state
 from billing.subscriptions.models import LIVE_STATUSES, Subscription
 from billing.subscriptions.periods import period_end
@@ -165,11 +167,11 @@ async def apply_gateway_status(
     )
     if target == "succeeded":
         payment.failure_code = payment.failure_message = None
-        await _on_succeeded(session, payment=payment, now=now)
+        await _on_succeeded(session, payment=payment, now=now, settings=settings)
     else:
         payment.failure_code, payment.failure_message = failure_code, failure_message
     if target in UNPAID_FINAL_STATUSES:
-        await _on_unpaid(session, payment=payment, now=now)
+        await _on_unpaid(session, payment=payment, now=now, settings=settings)
     if target == "processing":
         # Our own clock for news without a date: later than anything pay_api wrote before it.
         payment.processing_reported_at = reported_at or wall_now()
@@ -183,9 +185,11 @@ async def lock_subscription(session: AsyncSession, subscription_id: uuid.UUID) -
     return await lock_row(session, Subscription, subscription_id)
 
 
-async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetime) -> None:
-    """Money was taken: one ledger charge (the unique index makes a second impossible), and the
-    subscription becomes active for one period."""
+async def _on_succeeded(
+    session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
+) -> None:
+    """Money was taken: one ledger charge (the unique index makes a second impossible); a first
+    payment makes the subscription active for one period, a renewal extends it."""
     await session.execute(
         insert(LedgerEntry)
         .values(
@@ -199,8 +203,13 @@ async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetim
     )
     payment.succeeded_at = now
     subscription = await lock_subscription(session, payment.subscription_id)
+    if payment.kind == "renewal":
+        await renewals.on_paid(
+            session, payment=payment, subscription=subscription, now=now, settings=settings
+        )
+        return
     if not subscription_state.may("activate", subscription.status):
-        # Renewals are not built yet; a first payment only ever completes an incomplete one.
+        # A first payment only ever completes an incomplete subscription.
         _flag(subscription, f"payment {payment.id} succeeded while {subscription.status}", now)
         return
     if subscription.status == "incomplete_expired":
@@ -223,10 +232,29 @@ async def _on_succeeded(session: AsyncSession, *, payment: Payment, now: datetim
     subscription_state.activate(subscription, start=start, end=end, now=now)
     payment.period_start, payment.period_end = start, end
     note_access_change(session, subscription.user_id, "subscription activated")
+    emails.queue(
+        session,
+        emails.receipt(
+            await renewals.about(session, settings, subscription),
+            payment_id=payment.id,
+            amount=payment.amount,
+            currency=payment.currency,
+            period_start=start,
+            period_end=end,
+            renewal=False,
+        ),
+    )
 
 
-async def _on_unpaid(session: AsyncSession, *, payment: Payment, now: datetime) -> None:
+async def _on_unpaid(
+    session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
+) -> None:
     subscription = await lock_subscription(session, payment.subscription_id)
+    if payment.kind == "renewal":
+        await renewals.on_unpaid(
+            session, payment=payment, subscription=subscription, now=now, settings=settings
+        )
+        return
     subscription_state.expire_incomplete(subscription, now=now)
 
 

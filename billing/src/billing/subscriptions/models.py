@@ -56,6 +56,9 @@ class Subscription(Base):
             "AND current_period_end > current_period_start)",
             name="paid_has_period",
         ),
+        CheckConstraint(
+            "status <> 'past_due' OR grace_until IS NOT NULL", name="past_due_has_grace"
+        ),
         Index(
             "uq_subscriptions_live_user_plan",
             "user_id",
@@ -84,6 +87,11 @@ class Subscription(Base):
     # Set when something happened a manager must look at (e.g. a refund that ended it failed).
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
     attention_note: Mapped[str | None] = mapped_column(Text)
+    # Dunning (a renewal that did not go through): since when, access kept until, and why.
+    past_due_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    grace_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_decline_code: Mapped[str | None] = mapped_column(Text)
+    last_decline_message: Mapped[str | None] = mapped_column(Text)
     canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

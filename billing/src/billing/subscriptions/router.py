@@ -86,3 +86,22 @@ async def cancel(
         subscription_id=subscription_id,
         now=utcnow(),
     )
+
+
+@router.post(
+    "/{subscription_id}/resume",
+    response_model=SubscriptionOut,
+    summary="Resume: undo a cancel at period end while the period lasts (renews again)",
+    responses={409: {"description": "subscription_not_resumable: ended, or its period is over"}},
+)
+async def resume(
+    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
+) -> SubscriptionOut:
+    subscription = await service.resume(
+        resources=request.app.state.resources,
+        session=session,
+        user_id=user_id,
+        subscription_id=subscription_id,
+        now=utcnow(),
+    )
+    return SubscriptionOut.model_validate(subscription)

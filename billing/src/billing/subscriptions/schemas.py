@@ -25,7 +25,19 @@ class SubscriptionOut(BaseModel):
     current_period_start: datetime | None
     current_period_end: datetime | None
     auto_renew: bool
+    # past_due: access lasts until then (a renewal did not go through).
+    grace_until: datetime | None = None
     created_at: datetime
+
+
+class RenewalState(BaseModel):
+    """The current period's renewal: when it is (or was) charged, its payment, the next retry."""
+
+    next_renewal_at: datetime | None
+    payment_id: uuid.UUID | None
+    payment_status: str | None
+    attempts: int
+    next_retry_at: datetime | None
 
 
 class AdminSubscriptionOut(SubscriptionOut):
@@ -34,6 +46,11 @@ class AdminSubscriptionOut(SubscriptionOut):
     attention_note: str | None
     canceled_at: datetime | None
     ended_at: datetime | None
+    past_due_since: datetime | None = None
+    last_decline_code: str | None = None
+    last_decline_message: str | None = None
+    # The renewal state a manager sees (filled from the renewal payment, see internal/admin.py).
+    renewal: RenewalState | None = None
 
 
 class PurchaseOut(BaseModel):

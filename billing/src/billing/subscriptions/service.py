@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +14,7 @@ from billing.errors import (
     SubscriptionExists,
     SubscriptionNotCancelable,
     SubscriptionNotFound,
+    SubscriptionNotResumable,
 )
 from billing.money import for_people
 from billing.outbox import commit, note_access_change
@@ -25,6 +26,7 @@ from billing.payments.state import PAID_STATUSES as PAID_PAYMENT_STATUSES
 from billing.plans import service as plans
 from billing.plans.schemas import Money
 from billing.refunds import service as refunds
+from billing.renewals import service as renewals
 from billing.resources import Resources
 from billing.settlement.registration import register
 from billing.subscriptions import state
@@ -128,7 +130,14 @@ async def expire_ended(
     ended = await session.scalars(
         select(Subscription)
         .where(
-            Subscription.status.in_(PAID_STATUSES), Subscription.current_period_end <= now, *where
+            # Renewing ones (active, auto_renew) enter grace instead, and past-due ones end when
+            # grace does (billing/renewals/service.py).
+            or_(
+                Subscription.status == "canceled",
+                and_(Subscription.status == "active", Subscription.auto_renew.is_(False)),
+            ),
+            Subscription.current_period_end <= now,
+            *where,
         )
         .order_by(Subscription.current_period_end)
         .limit(limit)
@@ -269,8 +278,38 @@ async def cancel(
 
     subscription = await payments.lock_subscription(session, subscription.id)
     if state.cancel_at_period_end(subscription, now=now):
+        await renewals.pause(session, subscription)
         note_access_change(session, user_id, "subscription canceled")
     await commit(session, resources.access_cache)
     if subscription.status == "refunded":
         return await _refunded_answer(session, subscription)
     return _canceled_answer(subscription)
+
+
+async def resume(
+    *,
+    resources: Resources,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    subscription_id: uuid.UUID,
+    now: datetime,
+) -> Subscription:
+    """Undo a cancel at period end while the period lasts: it renews again. Resuming an active
+    subscription answers it as it is; an ended one (or a period that is over) is refused."""
+    subscription = await get_own(session=session, user_id=user_id, subscription_id=subscription_id)
+    subscription = await payments.lock_subscription(session, subscription.id)
+    if subscription.status in ("active", "past_due") and subscription.auto_renew:
+        await session.commit()  # nothing to undo: the lock goes, the answer is the row
+        return subscription
+    if not state.resume(subscription, now=now):
+        status = subscription.status
+        await session.rollback()
+        raise SubscriptionNotResumable(
+            "This subscription's period has ended: it can no longer be resumed."
+            if status == "canceled"
+            else f"A subscription in status {status} cannot be resumed."
+        )
+    await renewals.unpause(session, subscription, now=now, settings=resources.settings)
+    note_access_change(session, user_id, "subscription resumed")
+    await commit(session, resources.access_cache)
+    return subscription

@@ -13,8 +13,11 @@ changes the row in memory and answers whether it moved; callers lock the row
 
 `expired`, `refunded` and `incomplete_expired` are final, except that a first payment Stripe
 charged after we gave up still activates an `incomplete_expired` one (the money was taken).
-`suspended`: a renewal's retries and grace ran out; no access, the plan stays held (the partial
-unique index) until a late success extends it or it expires.
+`suspended`: a renewal's grace ran out while its payment was still open (money may be moving);
+no access, the plan stays held (the partial unique index) until that payment succeeds (extend) or
+ends unpaid (expire). A grace that runs out with nothing open expires the subscription at once.
+`extend_canceled`: a renewal charged before the user's cancel could stop it — the paid period is
+honored and the subscription stays canceled.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
     "activate": (frozenset({"incomplete", "incomplete_expired"}), "active"),
     "expire_incomplete": (frozenset({"incomplete"}), "incomplete_expired"),
     "extend": (frozenset({"active", "past_due", "suspended"}), "active"),
+    # A renewal charged before the user's cancel reached it: the paid period is honored, and the
+    # subscription stays canceled (no later renewal).
+    "extend_canceled": (frozenset({"canceled"}), "canceled"),
     "enter_grace": (frozenset({"active"}), "past_due"),
     "suspend": (frozenset({"past_due"}), "suspended"),
     "cancel_at_period_end": (frozenset({"active", "past_due"}), "canceled"),
@@ -92,16 +98,40 @@ def expire_incomplete(subscription: Subscription, *, now: datetime) -> bool:
 
 def extend(subscription: Subscription, *, end: datetime, now: datetime) -> bool:
     """A renewal was paid: the next period runs from the old end (not from now) to `end`."""
+    return _extend(subscription, "extend", end=end, now=now)
+
+
+def extend_canceled(subscription: Subscription, *, end: datetime, now: datetime) -> bool:
+    """A renewal paid although the user canceled meanwhile: the period is theirs, still canceled."""
+    return _extend(subscription, "extend_canceled", end=end, now=now)
+
+
+def _extend(subscription: Subscription, transition: str, *, end: datetime, now: datetime) -> bool:
     old_end = subscription.current_period_end
-    if old_end is None or end <= old_end or not _move(subscription, "extend", now):
+    if old_end is None or end <= old_end or not _move(subscription, transition, now):
         return False
     subscription.current_period_start, subscription.current_period_end = old_end, end
+    subscription.past_due_since = subscription.grace_until = None
+    subscription.last_decline_code = subscription.last_decline_message = None
     return True
 
 
-def enter_grace(subscription: Subscription, *, now: datetime) -> bool:
-    """A renewal failed: `past_due`, access kept during the grace period."""
-    return _move(subscription, "enter_grace", now)
+def enter_grace(subscription: Subscription, *, grace_until: datetime, now: datetime) -> bool:
+    """A renewal failed (or was not paid by the period's end): `past_due`, access kept until
+    `grace_until`."""
+    if not _move(subscription, "enter_grace", now):
+        return False
+    subscription.past_due_since = now
+    subscription.grace_until = grace_until
+    return True
+
+
+def record_decline(
+    subscription: Subscription, *, code: str | None, message: str | None, now: datetime
+) -> None:
+    """Why the last renewal attempt did not go through (the status does not change)."""
+    subscription.last_decline_code, subscription.last_decline_message = code, message
+    subscription.updated_at = now
 
 
 def suspend(subscription: Subscription, *, now: datetime) -> bool:

@@ -39,6 +39,7 @@ from billing.refunds.service import (
     schedule_refund_check,
     submit,
 )
+from billing.renewals import service as renewals
 from billing.resources import Resources
 from billing.settlement.answers import apply_payment_report
 from billing.settlement.registration import register
@@ -112,8 +113,14 @@ async def _ask(question: Awaitable[dict | None]) -> tuple[dict | None, bool]:
 
 
 async def register_created(resources: Resources, now: datetime) -> int:
-    """(a) Payments written but not yet known to pay_api (it was down): register them."""
-    due = (Payment.status == "created", Payment.next_check_at <= now, Payment.expires_at > now)
+    """(a) First payments written but not yet known to pay_api (it was down): register them.
+    (A renewal is registered by its own charge, see charge_renewals.)"""
+    due = (
+        Payment.kind == "first",
+        Payment.status == "created",
+        Payment.next_check_at <= now,
+        Payment.expires_at > now,
+    )
     return await _each_leased(resources, now, _register_one, Payment, *due)
 
 
@@ -276,6 +283,23 @@ async def expire_subscriptions(resources: Resources, now: datetime) -> int:
     return expired
 
 
+async def write_renewals(resources: Resources, now: datetime) -> int:
+    """(r1) Subscriptions whose period ends within the lead time: their renewal payment."""
+    return await renewals.write_due(resources, now)
+
+
+async def charge_renewals(resources: Resources, now: datetime) -> int:
+    """(r2) Renewal payments due (first attempt or a retry): charged off-session via pay_api."""
+    return await _each_leased(
+        resources, now, renewals.charge, Payment, *renewals.due_for_charge(now)
+    )
+
+
+async def renewal_period_ends(resources: Resources, now: datetime) -> int:
+    """(r3) Periods that ended unrenewed → grace; graces that ran out → suspended/expired."""
+    return await renewals.move_at_period_end(resources, now)
+
+
 async def deliver_outbox(resources: Resources, now: datetime) -> int:
     """(e) Outbox: drop cached access decisions again, durably (see billing.outbox)."""
     async with resources.sessionmaker() as session:
@@ -348,12 +372,15 @@ async def send_emails(resources: Resources, now: datetime) -> int:
 
 
 JOBS = (
+    ("write_renewals", write_renewals),
+    ("charge_renewals", charge_renewals),
     ("register_created", register_created),
     ("expire_payments", expire_payments),
     ("reconcile_payments", reconcile_payments),
     ("submit_refunds", submit_refunds),
     ("reconcile_refunds", reconcile_refunds),
     ("expire_subscriptions", expire_subscriptions),
+    ("renewal_period_ends", renewal_period_ends),
     ("deliver_outbox", deliver_outbox),
     ("prune_old_rows", prune_old_rows),
     ("send_emails", send_emails),

@@ -1,0 +1,352 @@
+"""Renewals with I/O: writing the renewal payments that fall due, charging them through pay_api,
+moving subscriptions at their period's end and grace's end; the user's and the manager's actions.
+
+Safety (docs/design.md, "Renewals"): the renewal payment is written — ONE per (subscription,
+period start), a unique index — and committed before pay_api hears of it; every attempt of that
+period (the schedule's, a manager's "retry now", the user's card or 3-D Secure link) works on that
+one payment, hence on its one PaymentIntent; attempts are numbered and pay_api confirms a number at
+most once, so a lost answer is asked again without a second charge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.clock import wall_now
+from billing.outbox import commit, note_access_change
+from billing.pay_api import PayApiRejected, PayApiUnavailable
+from billing.payments.models import Payment
+from billing.payments.service import lock_payment, lock_subscription
+from billing.payments.state import OPEN_PAYMENT_STATUSES
+from billing.renewals import transitions
+from billing.renewals.policy import NO_SAVED_CARD, Outcome, RenewalPolicy
+from billing.renewals.pricing import renewal_amount
+from billing.resources import Resources
+from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.subscriptions import state
+from billing.subscriptions.models import Subscription
+from billing.subscriptions.periods import period_end
+from billing.subscriptions.schemas import RenewalState
+
+logger = logging.getLogger(__name__)
+
+
+def due_for_charge(now: datetime) -> tuple:
+    """The renewal payments the worker charges now (conditions for its lease)."""
+    return (
+        Payment.kind == "renewal",
+        Payment.status.in_(("created", "pending")),
+        Payment.next_charge_at <= now,
+        Payment.expires_at > now,
+    )
+
+
+async def write_due(resources: Resources, now: datetime) -> int:
+    """Write the renewal payment of each active subscription whose period ends within the lead
+    time (once per period: the unique index decides between concurrent workers)."""
+    settings = resources.settings
+    policy = RenewalPolicy.from_settings(settings)
+    written = 0
+    async with resources.sessionmaker() as session:
+        subscriptions = await session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.status == "active",
+                Subscription.auto_renew.is_(True),
+                Subscription.current_period_end <= now + policy.lead,
+                ~exists().where(
+                    Payment.subscription_id == Subscription.id,
+                    Payment.kind == "renewal",
+                    Payment.period_start == Subscription.current_period_end,
+                ),
+            )
+            .order_by(Subscription.current_period_end)
+            .limit(settings.worker_batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        for subscription in list(subscriptions):
+            written += await _write_renewal(session, subscription, now=now, resources=resources)
+        await session.commit()
+    return written
+
+
+async def _write_renewal(
+    session: AsyncSession, subscription: Subscription, *, now: datetime, resources: Resources
+) -> int:
+    settings = resources.settings
+    policy = RenewalPolicy.from_settings(settings)
+    price = await renewal_amount(session=session, subscription=subscription)
+    start = subscription.current_period_end
+    payment_id = uuid.uuid4()
+    inserted = await session.scalar(
+        insert(Payment)
+        .values(
+            id=payment_id,
+            user_id=subscription.user_id,
+            subscription_id=subscription.id,
+            plan_id=subscription.plan_id,
+            kind="renewal",
+            status="created",
+            amount=price.amount,
+            currency=price.currency,
+            refunded_amount=0,
+            description=price.description,
+            payment_url=settings.payment_url_for(str(payment_id)),
+            period_start=start,
+            period_end=period_end(
+                start, unit=subscription.period_unit, count=subscription.period_count
+            ),
+            # Unpaid when grace ends: canceled at Stripe (expire_payments), never charged later.
+            expires_at=policy.grace_until(start),
+            next_check_at=now + timedelta(seconds=settings.reconcile_base_seconds),
+            next_charge_at=max(policy.due_at(start), now),
+            charge_attempts=0,
+            check_attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(
+            index_elements=["subscription_id", "period_start"],
+            index_where=text("kind = 'renewal'"),
+        )
+        .returning(Payment.id)
+    )
+    return 1 if inserted is not None else 0
+
+
+async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
+    """One attempt of a renewal payment the caller holds the lease of."""
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        payment = await session.get(Payment, payment_id)
+        attempt = payment.charge_attempts + 1
+        answer: dict | None = None
+        refused: str | None = None
+        asked_at = wall_now()
+        try:
+            if payment.status == "created":
+                await resources.pay_api.register_payment(
+                    payment_id=str(payment.id),
+                    user_id=str(payment.user_id),
+                    amount=payment.amount,
+                    currency=payment.currency,
+                    description=payment.description,
+                    return_url=settings.return_url_for(str(payment.id)),
+                )
+            await _within_rate(resources)
+            answer = await resources.pay_api.charge_off_session(str(payment.id), attempt=attempt)
+        except PayApiRejected as exc:
+            if exc.code != NO_SAVED_CARD:
+                logger.error(
+                    "pay_api refused a renewal charge",
+                    extra={"payment_id": str(payment_id), "code": exc.code},
+                )
+            refused = exc.code
+        except PayApiUnavailable:
+            pass  # answer unknown: the same attempt number is sent again (confirmed once)
+
+    async with resources.sessionmaker() as session:
+        payment = await lock_payment(session, payment_id)
+        payment.claimed_until = None
+        if answer is None and refused != NO_SAVED_CARD:
+            payment.next_charge_at = now + _backoff(settings, payment)
+            payment.check_attempts += 1
+            await commit(session, resources.access_cache)
+            return
+        payment.charge_attempts = attempt
+        payment.check_attempts = 0
+        subscription = await lock_subscription(session, payment.subscription_id)
+        if answer is not None:
+            report = PaymentReport.from_answer(answer, asked_at=asked_at)
+            await apply_payment_report(
+                session, payment=payment, report=report, now=now, settings=settings
+            )
+            policy = RenewalPolicy.from_settings(settings)
+            outcome = policy.outcome(report.status, report.failure_code)
+            code, message = report.failure_code, report.failure_message
+        else:
+            outcome = Outcome.HARD_DECLINE
+            code, message = NO_SAVED_CARD, "there is no saved card to charge."
+        await transitions.after_attempt(
+            session,
+            payment=payment,
+            subscription=subscription,
+            outcome=outcome,
+            failure_code=code,
+            failure_message=message,
+            now=now,
+            settings=settings,
+        )
+        logger.info(
+            "renewal attempt",
+            extra={"payment_id": str(payment_id), "attempt": attempt, "outcome": outcome},
+        )
+        await commit(session, resources.access_cache)
+
+
+def _backoff(settings, payment: Payment) -> timedelta:
+    seconds = settings.reconcile_base_seconds * 2 ** min(payment.check_attempts, 16)
+    return timedelta(seconds=min(settings.reconcile_max_seconds, seconds))
+
+
+async def _within_rate(resources: Resources) -> None:
+    """Renewal charges per second, across every worker (a Redis counter per second): real Stripe
+    allows about 100 requests/s in live mode (BILLING_RENEWAL_MAX_PER_SECOND; 0 = no cap)."""
+    cap = resources.settings.renewal_max_per_second
+    if cap <= 0:
+        return
+    prefix = resources.settings.redis_prefix
+    while True:
+        second = int(time.time())
+        key = f"{prefix}renewal_rate:{second}"
+        async with resources.redis.pipeline(transaction=True) as pipe:
+            count, _ = await pipe.incr(key).expire(key, 5).execute()
+        if count <= cap:
+            return
+        await asyncio.sleep(max(0.0, second + 1 - time.time()))
+
+
+async def move_at_period_end(resources: Resources, now: datetime) -> int:
+    """Active subscriptions whose period ended unrenewed enter grace (`past_due`); past-due ones
+    whose grace ran out end — `suspended` while their renewal may still be charged (processing),
+    `expired` when nothing can pay it any more (an open one is canceled at Stripe first by
+    expire_payments, whose answer then ends the subscription)."""
+    settings = resources.settings
+    policy = RenewalPolicy.from_settings(settings)
+    moved = 0
+    async with resources.sessionmaker() as session:
+        unrenewed = await session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.status == "active",
+                Subscription.auto_renew.is_(True),
+                Subscription.current_period_end <= now,
+            )
+            .limit(settings.worker_batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        for subscription in list(unrenewed):
+            grace_until = policy.grace_until(subscription.current_period_end)
+            if state.enter_grace(subscription, grace_until=grace_until, now=now):
+                note_access_change(session, subscription.user_id, "period ended unrenewed: grace")
+                moved += 1
+        out_of_grace = await session.scalars(
+            select(Subscription)
+            .where(Subscription.status == "past_due", Subscription.grace_until <= now)
+            .limit(settings.worker_batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        for subscription in list(out_of_grace):
+            renewal = await session.scalar(
+                select(Payment).where(
+                    Payment.subscription_id == subscription.id,
+                    Payment.kind == "renewal",
+                    Payment.period_start == subscription.current_period_end,
+                )
+            )
+            if renewal is not None and renewal.status in ("processing", "unknown"):
+                changed = state.suspend(subscription, now=now)
+            elif renewal is not None and renewal.status in OPEN_PAYMENT_STATUSES:
+                continue  # expire_payments cancels it at Stripe; its answer ends this
+            else:
+                changed = await transitions.end(
+                    session,
+                    subscription=subscription,
+                    now=now,
+                    settings=settings,
+                    reason="the renewal was not paid during the grace period",
+                )
+            if changed:
+                note_access_change(session, subscription.user_id, "grace ended")
+                moved += 1
+        await commit(session, resources.access_cache)
+    return moved
+
+
+async def open_renewal(session: AsyncSession, subscription: Subscription) -> Payment | None:
+    """The renewal payment of the current period while it can still be charged, row-locked."""
+    return await session.scalar(
+        select(Payment)
+        .where(
+            Payment.subscription_id == subscription.id,
+            Payment.kind == "renewal",
+            Payment.period_start == subscription.current_period_end,
+            Payment.status.in_(("created", "pending")),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def pause(session: AsyncSession, subscription: Subscription) -> None:
+    """Canceled at period end: no automatic attempt any more (the payment stays until its grace
+    deadline, so a resume can use it; only the user's own link could still pay it)."""
+    renewal = await open_renewal(session, subscription)
+    if renewal is not None:
+        renewal.next_charge_at = None
+
+
+async def unpause(session: AsyncSession, subscription: Subscription, *, now: datetime, settings):
+    """Resumed: the period's renewal is charged on its schedule again."""
+    renewal = await open_renewal(session, subscription)
+    if renewal is not None:
+        policy = RenewalPolicy.from_settings(settings)
+        renewal.next_charge_at = max(policy.due_at(renewal.period_start), now)
+
+
+async def retry_now(session: AsyncSession, subscription: Subscription, *, now: datetime) -> bool:
+    """A manager's "retry now" (also after a hard decline): the next worker pass charges it."""
+    renewal = await open_renewal(session, subscription)
+    if renewal is None or subscription.status not in ("active", "past_due"):
+        return False
+    renewal.next_charge_at = now
+    return True
+
+
+async def end_now(
+    session: AsyncSession, subscription: Subscription, *, now: datetime, settings
+) -> bool:
+    """A manager ends the subscription now: no access, no renewal; an open renewal payment is
+    closed at Stripe by expire_payments (its deadline is now), so it can never be charged."""
+    renewal = await open_renewal(session, subscription)
+    if renewal is not None:
+        renewal.next_charge_at = None
+        renewal.expires_at = now
+    return await transitions.end(
+        session, subscription=subscription, now=now, settings=settings, reason="ended by the cinema"
+    )
+
+
+async def renewal_states(
+    session: AsyncSession, subscriptions: list[Subscription], *, settings
+) -> dict[uuid.UUID, RenewalState]:
+    """For the admin: each subscription's current renewal (next date, payment, next retry)."""
+    policy = RenewalPolicy.from_settings(settings)
+    states: dict[uuid.UUID, RenewalState] = {}
+    for subscription in subscriptions:
+        if subscription.current_period_end is None:
+            continue
+        renewal = await session.scalar(
+            select(Payment).where(
+                Payment.subscription_id == subscription.id,
+                Payment.kind == "renewal",
+                Payment.period_start == subscription.current_period_end,
+            )
+        )
+        renews = subscription.auto_renew and subscription.status in ("active", "past_due")
+        states[subscription.id] = RenewalState(
+            next_renewal_at=policy.due_at(subscription.current_period_end) if renews else None,
+            payment_id=renewal.id if renewal else None,
+            payment_status=renewal.status if renewal else None,
+            attempts=renewal.charge_attempts if renewal else 0,
+            next_retry_at=renewal.next_charge_at if renewal else None,
+        )
+    return states

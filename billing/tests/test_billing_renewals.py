@@ -1,0 +1,398 @@
+"""Renewals: one renewal payment per (subscription, period start), charged off-session through
+pay_api (the fake answers as pay_api does: each attempt number confirmed once); success extends
+from the old end; declines enter grace and follow the retry schedule; hard declines and 3-D Secure
+wait for the user; grace running out ends the subscription; cancel at period end and resume; the
+manager's retry-now and end; the emails each step writes. Time is moved by passing `now`."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import datetime, timedelta
+
+import jwt
+import pytest
+from conftest import SERVICE_SECRET, as_service, as_user
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DAY = timedelta(days=1)
+
+
+class Subscriber:
+    """A user holding a paid 30-day plan covering one film."""
+
+    def __init__(self, billing, user, film, plan_id, subscription_id, end) -> None:
+        self.billing, self.user, self.film, self.plan_id = billing, user, film, plan_id
+        self.id, self.end = subscription_id, end
+
+    @classmethod
+    async def start(cls, billing, **plan_fields) -> Subscriber:
+        film = uuid.uuid4()
+        fields = {"period_unit": "day", "period_count": 30, **plan_fields}
+        plan_id = await billing.put_plan(film_ids=[str(film)], **fields)
+        user = uuid.uuid4()
+        purchase = await billing.paid_subscription(user, plan_id)
+        subscription_id = uuid.UUID(purchase["subscription"]["id"])
+        end = await billing.scalar(
+            "SELECT current_period_end FROM subscriptions WHERE id = :s", s=subscription_id
+        )
+        return cls(billing, user, film, plan_id, subscription_id, end)
+
+    async def row(self) -> dict:
+        async with self.billing.resources.engine.connect() as conn:
+            result = await conn.execute(
+                text("SELECT * FROM subscriptions WHERE id = :s"), {"s": self.id}
+            )
+            return dict(result.mappings().one())
+
+    async def renewals(self) -> list[dict]:
+        async with self.billing.resources.engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT * FROM payments WHERE subscription_id = :s AND kind = 'renewal' "
+                    "ORDER BY period_start"
+                ),
+                {"s": self.id},
+            )
+            return [dict(r) for r in result.mappings()]
+
+    async def access(self, now: datetime) -> dict:
+        from billing.access.service import decide
+
+        async with self.billing.resources.sessionmaker() as session:
+            decision = await decide(session=session, user_id=self.user, film_id=self.film, now=now)
+        return {"allowed": decision.allowed, "reason": decision.reason, "until": decision.until}
+
+    async def emails(self) -> list[dict]:
+        async with self.billing.resources.engine.connect() as conn:
+            result = await conn.execute(
+                text(
+                    "SELECT payload FROM outbox WHERE topic = 'email' "
+                    "AND payload->>'user_id' = :u ORDER BY id"
+                ),
+                {"u": str(self.user)},
+            )
+            return [r[0] for r in result]
+
+    async def email_kinds(self) -> list[str]:
+        return [e["kind"] for e in await self.emails()]
+
+    async def ledger_charges(self) -> int:
+        return await self.billing.count(
+            "ledger_entries",
+            "kind = 'charge' AND payment_id IN (SELECT id FROM payments WHERE subscription_id = :s)",
+            s=self.id,
+        )
+
+    async def post(self, action: str):
+        return await self.billing.client.post(
+            f"/api/v1/subscriptions/{self.id}/{action}", headers=as_user(self.user)
+        )
+
+
+async def work(billing, now: datetime) -> dict[str, int]:
+    done = await billing.work(now=now)
+    assert -1 not in done.values(), done  # no job failed
+    return done
+
+
+async def test_a_renewal_is_charged_once_and_extends_from_the_old_end(billing):
+    sub = await Subscriber.start(billing)
+    done = await work(billing, sub.end - timedelta(minutes=30))  # within the lead time
+    assert done["write_renewals"] >= 1 and done["charge_renewals"] >= 1
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "succeeded" and renewal["charge_attempts"] == 1
+    assert (renewal["period_start"], renewal["period_end"]) == (sub.end, sub.end + 30 * DAY)
+    row = await sub.row()
+    assert row["status"] == "active"
+    assert (row["current_period_start"], row["current_period_end"]) == (
+        sub.end,
+        sub.end + 30 * DAY,
+    )
+    # Later passes write nothing and charge nothing more for that period.
+    await work(billing, sub.end + timedelta(minutes=1))
+    assert len(await sub.renewals()) == 1
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+    assert await sub.ledger_charges() == 2  # the first payment and the renewal
+    assert (await sub.access(sub.end + DAY))["until"] == sub.end + 30 * DAY
+    receipt = (await sub.emails())[-1]
+    assert receipt["kind"] == "receipt" and "Your subscription was renewed." in receipt["text"]
+    # The user sees the renewal among their payments.
+    mine = await billing.payment(sub.user, str(renewal["id"]))
+    assert mine["status"] == "succeeded" and mine["amount"] == 999
+
+
+async def test_two_workers_racing_write_one_renewal_and_charge_it_once(billing):
+    sub = await Subscriber.start(billing)
+    now = sub.end - timedelta(minutes=30)
+    await asyncio.gather(work(billing, now), work(billing, now), work(billing, now))
+    (renewal,) = await sub.renewals()
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+    assert await sub.ledger_charges() == 2
+    # The database itself refuses a second renewal payment for the period.
+    with pytest.raises(IntegrityError):
+        async with billing.resources.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO payments (id, user_id, subscription_id, plan_id, kind, status, "
+                    "amount, currency, refunded_amount, description, expires_at, next_check_at, "
+                    "check_attempts, charge_attempts, period_start, period_end) SELECT :id, "
+                    "user_id, subscription_id, plan_id, kind, 'created', amount, currency, 0, '', "
+                    "expires_at, now(), 0, 0, period_start, period_end FROM payments WHERE id = :p"
+                ),
+                {"id": uuid.uuid4(), "p": renewal["id"]},
+            )
+
+
+async def test_a_decline_keeps_access_in_grace_retries_on_schedule_and_a_new_card_pays(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = "card_declined"
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    row = await sub.row()
+    assert row["status"] == "past_due" and row["last_decline_code"] == "card_declined"
+    assert row["grace_until"] == sub.end + 7 * DAY
+    assert renewal["next_charge_at"] == sub.end + DAY  # retries 1, 3, 5 days after the end
+    failed = (await sub.emails())[-1]
+    assert failed["kind"] == "renewal_failed"
+    assert f"/pay/{renewal['id']}/card?t=" in failed["text"]
+
+    # After the period's end the user still watches: grace, until its end.
+    grace = await sub.access(sub.end + timedelta(hours=2))
+    assert grace == {"allowed": True, "reason": "grace", "until": sub.end + 7 * DAY}
+
+    await work(billing, sub.end + 12 * timedelta(hours=1))  # not due yet: no attempt
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+    await work(billing, sub.end + DAY + timedelta(seconds=1))
+    (renewal,) = await sub.renewals()
+    assert renewal["charge_attempts"] == 2 and renewal["next_charge_at"] == sub.end + 3 * DAY
+
+    # The user gives another card through the emailed link: pay_api charges the same payment
+    # and reports it; the period runs from the old end.
+    paid = await billing.event(
+        {"id": str(renewal["id"]), "amount": renewal["amount"], "currency": "usd"}, "succeeded"
+    )
+    assert paid.json() == {"applied": True}
+    row = await sub.row()
+    assert row["status"] == "active" and row["grace_until"] is None
+    assert row["current_period_end"] == sub.end + 30 * DAY
+    assert (await sub.access(sub.end + 2 * DAY))["reason"] == "subscription"
+    await work(billing, sub.end + 3 * DAY + timedelta(seconds=1))
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1, 2]  # no retry after paying
+    assert await sub.ledger_charges() == 2
+
+
+async def test_retries_run_out_then_grace_ends_and_the_subscription_expires(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = "insufficient_funds"
+    for moment in (-timedelta(minutes=30), DAY, 3 * DAY, 5 * DAY):
+        await work(billing, sub.end + moment + timedelta(seconds=1))
+    (renewal,) = await sub.renewals()
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1, 2, 3, 4]
+    assert renewal["next_charge_at"] is None
+    kinds = await sub.email_kinds()
+    assert kinds.count("renewal_failed") == 3 and kinds[-1] == "last_warning"
+    assert (await sub.access(sub.end + 6 * DAY))["reason"] == "grace"
+
+    await work(billing, sub.end + 7 * DAY + timedelta(seconds=1))
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "expired"  # canceled at pay_api: it can never be charged later
+    assert billing.fake.calls_to("POST", f"/internal/v1/payments/{renewal['id']}/cancel")
+    row = await sub.row()
+    assert row["status"] == "expired" and row["auto_renew"] is False
+    assert (await sub.access(sub.end + 7 * DAY + timedelta(seconds=2)))["allowed"] is False
+    assert (await sub.email_kinds())[-1] == "subscription_ended"
+    assert await sub.ledger_charges() == 1
+
+
+@pytest.mark.parametrize("code", ["lost_card", "no_saved_card"])
+async def test_a_hard_decline_is_not_retried_until_a_manager_or_a_new_card(billing, code):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = code
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    assert renewal["next_charge_at"] is None
+    row = await sub.row()
+    assert row["status"] == "past_due" and row["last_decline_code"] == code
+    email = (await sub.emails())[-1]
+    assert email["kind"] == "renewal_failed" and "We will not try this card again." in email["text"]
+    await work(billing, sub.end + 3 * DAY)
+    calls = billing.fake.calls_to(
+        "POST", f"/internal/v1/payments/{renewal['id']}/charge-off-session"
+    )
+    assert len(calls) == 1
+
+    # A manager retries now (with an Idempotency-Key: the same key answers the same).
+    billing.fake.renewal_default = "succeeded"
+    headers = {**as_service("admin"), "Idempotency-Key": f"retry-{sub.id}"}
+    url = f"/internal/v1/subscriptions/{sub.id}/retry-renewal"
+    first = await billing.client.post(url, headers=headers)
+    again = await billing.client.post(url, headers=headers)
+    assert first.status_code == 200, first.text
+    assert again.json() == first.json()
+    assert first.json()["renewal"]["payment_id"] == str(renewal["id"])
+    await work(billing, sub.end + 3 * DAY + timedelta(seconds=1))
+    row = await sub.row()
+    assert row["status"] == "active" and row["current_period_start"] == sub.end
+    # Nothing left to retry now.
+    nothing = await billing.client.post(url, headers=as_service("admin"))
+    assert nothing.status_code == 409 and nothing.json()["code"] == "no_renewal_to_retry"
+
+
+async def test_authentication_required_emails_a_signed_link_and_waits_for_the_user(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = "authentication_required"
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    assert renewal["next_charge_at"] is None and (await sub.row())["status"] == "past_due"
+    email = (await sub.emails())[-1]
+    assert email["kind"] == "action_required"
+    link = next(w for w in email["text"].split() if "/authenticate?t=" in w)
+    assert link.startswith(f"http://pay.public.test/pay/{renewal['id']}/authenticate?t=")
+    claims = jwt.decode(
+        link.split("?t=")[1], SERVICE_SECRET, algorithms=["HS256"], audience="pay_api:link"
+    )
+    assert (claims["sub"], claims["use"]) == (str(renewal["id"]), "authenticate")
+    await work(billing, sub.end + 5 * DAY)
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]  # no automatic retry
+
+
+async def test_pay_api_down_sends_the_same_attempt_again_and_it_is_confirmed_once(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.mode = "down"
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "created" and renewal["charge_attempts"] == 0
+    assert renewal["next_charge_at"] > sub.end - timedelta(minutes=30)
+    billing.fake.mode = "ok"
+    await work(billing, sub.end)
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "succeeded" and renewal["charge_attempts"] == 1
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+
+
+async def test_cancel_at_period_end_then_resume_then_cancel_for_good(billing):
+    sub = await Subscriber.start(billing, refund_window_days=0)
+    canceled = await sub.post("cancel")
+    assert canceled.json()["action"] == "canceled"
+    before = await billing.table_counts()
+    again = await sub.post("cancel")  # cancel twice: the same answer, nothing changes
+    assert again.status_code == 200 and again.json() == canceled.json()
+    assert await billing.table_counts() == before
+
+    await work(billing, sub.end - timedelta(minutes=30))
+    assert await sub.renewals() == []  # no renewal for a canceled subscription
+    resumed = await sub.post("resume")
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["status"] == "active" and resumed.json()["auto_renew"] is True
+    assert (await sub.post("resume")).json()["status"] == "active"  # resuming twice: the same
+
+    billing.fake.renewal_default = "card_declined"
+    await work(billing, sub.end - timedelta(minutes=20))
+    (renewal,) = await sub.renewals()
+    assert (await sub.row())["status"] == "past_due"
+    # Canceled while past due: no automatic retry any more; access ends with the period.
+    assert (await sub.post("cancel")).json()["action"] == "canceled"
+    (renewal,) = await sub.renewals()
+    assert renewal["next_charge_at"] is None
+    await work(billing, sub.end + DAY + timedelta(seconds=1))
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+    assert (await sub.row())["status"] == "expired"
+    assert (await sub.access(sub.end + DAY))["allowed"] is False
+
+    # Resuming an ended subscription is refused and changes nothing.
+    before = await billing.table_counts()
+    refused = await sub.post("resume")
+    assert refused.status_code == 409 and refused.json()["code"] == "subscription_not_resumable"
+    assert await billing.table_counts() == before
+
+
+async def test_resume_after_the_period_ended_is_refused(billing):
+    sub = await Subscriber.start(billing, refund_window_days=0)
+    await sub.post("cancel")
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(
+            text(
+                "UPDATE subscriptions SET current_period_start = now() - interval '31 days', "
+                "current_period_end = now() - interval '1 second' WHERE id = :s"
+            ),
+            {"s": sub.id},
+        )
+    refused = await sub.post("resume")
+    assert refused.status_code == 409 and refused.json()["code"] == "subscription_not_resumable"
+    assert (await sub.row())["status"] == "canceled"
+
+
+async def test_someone_elses_subscription_is_not_found(billing):
+    sub = await Subscriber.start(billing)
+    for action in ("resume", "cancel"):
+        response = await billing.client.post(
+            f"/api/v1/subscriptions/{sub.id}/{action}", headers=as_user(uuid.uuid4())
+        )
+        assert response.status_code == 404
+        assert response.json()["code"] == "subscription_not_found"
+
+
+async def test_a_renewal_charged_while_the_user_cancels_is_honored_once(billing):
+    sub = await Subscriber.start(billing, refund_window_days=0)
+    billing.fake.renewal_default = "processing"  # money moving when the user cancels
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "processing"
+    assert (await sub.post("cancel")).json()["action"] == "canceled"
+    paid = await billing.event(
+        {"id": str(renewal["id"]), "amount": renewal["amount"], "currency": "usd"}, "succeeded"
+    )
+    assert paid.json() == {"applied": True}
+    row = await sub.row()
+    # Paid: the period is the user's; canceled: it will not renew again.
+    assert row["status"] == "canceled" and row["current_period_end"] == sub.end + 30 * DAY
+    assert await sub.ledger_charges() == 2
+    await work(billing, sub.end + 30 * DAY - timedelta(minutes=30))
+    assert len(await sub.renewals()) == 1
+
+
+async def test_a_manager_ends_a_subscription_and_its_open_renewal_is_closed(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = "card_declined"
+    await work(billing, sub.end - timedelta(minutes=30))
+    headers = {**as_service("admin"), "Idempotency-Key": f"end-{sub.id}"}
+    url = f"/internal/v1/subscriptions/{sub.id}/end"
+    ended = await billing.client.post(url, headers=headers)
+    assert ended.status_code == 200, ended.text
+    assert ended.json()["status"] == "expired"
+    assert (await billing.client.post(url, headers=headers)).json() == ended.json()
+    refused = await billing.client.post(url, headers=as_service("admin"))
+    assert refused.status_code == 409 and refused.json()["code"] == "subscription_ended"
+    await work(billing, sub.end - timedelta(minutes=29))
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] in ("expired", "canceled")  # closed at pay_api, never charged
+    assert (await sub.email_kinds())[-1] == "subscription_ended"
+    listed = await billing.client.get(
+        f"/internal/v1/users/{sub.user}/subscriptions", headers=as_service("admin")
+    )
+    (item,) = listed.json()["items"]
+    assert item["status"] == "expired" and item["renewal"]["payment_id"] == str(renewal["id"])
+    # A user or another service may not act for a manager.
+    assert (await billing.client.post(url, headers=as_user(sub.user))).status_code == 401
+    assert (await billing.client.post(url, headers=as_service("movies"))).status_code == 403
+
+
+async def test_the_admin_sees_the_renewal_state(billing):
+    sub = await Subscriber.start(billing)
+    billing.fake.renewal_default = "card_declined"
+    await work(billing, sub.end - timedelta(minutes=30))
+    listed = await billing.client.get(
+        f"/internal/v1/users/{sub.user}/subscriptions", headers=as_service("admin")
+    )
+    (item,) = listed.json()["items"]
+    assert item["status"] == "past_due" and item["last_decline_code"] == "card_declined"
+    assert datetime.fromisoformat(item["grace_until"]) == sub.end + 7 * DAY
+    assert datetime.fromisoformat(item["renewal"]["next_retry_at"]) == sub.end + DAY
+    assert item["renewal"]["attempts"] == 1 and item["renewal"]["payment_status"] == "pending"
+    assert datetime.fromisoformat(item["renewal"]["next_renewal_at"]) == sub.end - timedelta(
+        hours=1
+    )
