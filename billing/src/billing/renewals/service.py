@@ -31,6 +31,7 @@ from billing.renewals.policy import NO_SAVED_CARD, Outcome, RenewalPolicy
 from billing.renewals.pricing import renewal_amount
 from billing.resources import Resources
 from billing.settlement.answers import PaymentReport, apply_payment_report
+from billing.settlement.registration import send_registration
 from billing.subscriptions import state
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.periods import period_end
@@ -133,14 +134,7 @@ async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> 
         asked_at = wall_now()
         try:
             if payment.status == "created":
-                await resources.pay_api.register_payment(
-                    payment_id=str(payment.id),
-                    user_id=str(payment.user_id),
-                    amount=payment.amount,
-                    currency=payment.currency,
-                    description=payment.description,
-                    return_url=settings.return_url_for(str(payment.id)),
-                )
+                await send_registration(resources, payment)
             await _within_rate(resources)
             answer = await resources.pay_api.charge_off_session(str(payment.id), attempt=attempt)
         except PayApiRejected as exc:

@@ -17,6 +17,18 @@ from billing.settlement.answers import apply_payment_report
 logger = logging.getLogger(__name__)
 
 
+async def send_registration(resources: Resources, payment: Payment) -> dict:
+    """POST the payment to pay_api (idempotent by its id); pay_api's answer."""
+    return await resources.pay_api.register_payment(
+        payment_id=str(payment.id),
+        user_id=str(payment.user_id),
+        amount=payment.amount,
+        currency=payment.currency,
+        description=payment.description,
+        return_url=resources.settings.return_url_for(str(payment.id)),
+    )
+
+
 async def register(
     *,
     resources: Resources,
@@ -38,14 +50,7 @@ async def register(
             return  # someone else registers it right now, or it moved on
         payment = await session.get(Payment, payment_id)
         try:
-            answer = await resources.pay_api.register_payment(
-                payment_id=str(payment.id),
-                user_id=str(payment.user_id),
-                amount=payment.amount,
-                currency=payment.currency,
-                description=payment.description,
-                return_url=settings.return_url_for(str(payment.id)),
-            )
+            answer = await send_registration(resources, payment)
         except (PayApiUnavailable, PayApiRejected) as exc:
             payment = await lock_payment(session, payment_id)
             payment.claimed_until = None
