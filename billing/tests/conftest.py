@@ -98,7 +98,7 @@ class MailServer:
     """The project's local mail server (scripts/mail_server.py), started for the run."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.smtp_port, self.http_port = free_port(), free_port()
+        self.relay_port, self.http_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log = open(data_dir / "mail.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -106,7 +106,7 @@ class MailServer:
                 sys.executable,
                 str(REPO_ROOT / "scripts" / "mail_server.py"),
                 "--smtp-port",
-                str(self.smtp_port),
+                str(self.relay_port),
                 "--http-port",
                 str(self.http_port),
                 "--data-dir",
@@ -164,19 +164,19 @@ def make_settings(database_url: str, pay_api_url: str, **overrides: Any) -> Sett
         "BILLING_PAY_API_TIMEOUT": 5,
         "BILLING_DB_POOL_SIZE": 10,
         "BILLING_DB_MAX_OVERFLOW": 15,
-        "BILLING_SMTP_PORT": MAIL["smtp_port"],
+        "BILLING_SMTP_PORT": MAIL["relay_port"],
         **overrides,
     }
     return Settings(**values)
 
 
 # The session's mail server port, for every settings built in the run (a closed port before it).
-MAIL = {"smtp_port": 1}
+MAIL = {"relay_port": 1}
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def app(database_url: str, fake_pay_api: FakePayApi, mail_server: MailServer):
-    MAIL["smtp_port"] = mail_server.smtp_port
+    MAIL["relay_port"] = mail_server.relay_port
     application = create_app(make_settings(database_url, fake_pay_api.url), configure_logs=False)
     yield application
     resources = application.state.resources

@@ -71,7 +71,7 @@ async def test_smtp_down_keeps_the_email_until_it_is_up(resources, mail_server, 
         _about(resources, user_id), ended_at=datetime.now(UTC), reason="the grace period ran out"
     )
     await _queue(resources, email)
-    down = Resources(resources.settings.model_copy(update={"smtp_port": free_port()}))
+    down = Resources(resources.settings.model_copy(update={"relay_port": free_port()}))
     try:
         assert await send_emails(down, datetime.now(UTC)) == 0
     finally:

@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(65536, validation_alias="BILLING_MAX_BODY_BYTES", gt=0)
     # Test and demo stacks only, NEVER production: the clock may be moved forward through
     # POST /internal/v1/clock/advance (billing/clock.py). Off: that endpoint answers 404.
-    test_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")
+    movable_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")
     # Port of the worker's Prometheus endpoint (/metrics on every path); 0 = none.
     worker_metrics_port: int = Field(0, validation_alias="BILLING_WORKER_METRICS_PORT", ge=0)
 
@@ -114,16 +114,18 @@ class Settings(BaseSettings):
 
     # --- emails (billing/notifications) ---
     # The SMTP relay; `make up` and the test stacks point it at the local mail server.
-    smtp_host: str = Field("127.0.0.1", validation_alias="BILLING_SMTP_HOST")
-    smtp_port: int = Field(8026, validation_alias="BILLING_SMTP_PORT", gt=0, lt=65536)
-    smtp_starttls: bool = Field(False, validation_alias="BILLING_SMTP_STARTTLS")
-    smtp_username: str = Field("", validation_alias="BILLING_SMTP_USERNAME")
-    smtp_password: str = Field("", validation_alias="BILLING_SMTP_PASSWORD")
-    smtp_timeout_seconds: float = Field(10, validation_alias="BILLING_SMTP_TIMEOUT", gt=0)
-    mail_from: str = Field("Cinema <billing@cinema.local>", validation_alias="BILLING_MAIL_FROM")
+    relay_host: str = Field("127.0.0.1", validation_alias="BILLING_SMTP_HOST")
+    relay_port: int = Field(8026, validation_alias="BILLING_SMTP_PORT", gt=0, lt=65536)
+    relay_starttls: bool = Field(False, validation_alias="BILLING_SMTP_STARTTLS")
+    relay_username: str = Field("", validation_alias="BILLING_SMTP_USERNAME")
+    relay_password: str = Field("", validation_alias="BILLING_SMTP_PASSWORD")
+    relay_timeout_seconds: float = Field(10, validation_alias="BILLING_SMTP_TIMEOUT", gt=0)
+    sender_address: str = Field(
+        "Cinema <billing@cinema.local>", validation_alias="BILLING_MAIL_FROM"
+    )
     # A user's address; `{user_id}` is replaced (billing keeps no addresses: in production a
     # relay mailbox of the auth service that forwards by user id).
-    mail_to_template: str = Field(
+    recipient_template: str = Field(
         "{user_id}@users.cinema.local", validation_alias="BILLING_MAIL_TO"
     )
     # How long an emailed link (authenticate, new card) opens its page.

@@ -64,7 +64,7 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
-    if settings.test_clock:
+    if settings.movable_clock:
         app.add_middleware(ClockSync, resources=resources)  # before any decision
     app.add_middleware(RequestMetrics, openapi=app.openapi)
 

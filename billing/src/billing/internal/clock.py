@@ -39,7 +39,7 @@ def _movable(request: Request):
     resources = request.app.state.resources
     # Any valid service token (the test harness, the demo); a user token is refused.
     resources.verifier.service(request.headers.get("authorization"))
-    if not resources.settings.test_clock:
+    if not resources.settings.movable_clock:
         raise ClockOff()
     return resources
 

@@ -43,7 +43,7 @@ class Email:
 def address_of(settings: Settings, user_id: uuid.UUID) -> str:
     """Where a user's email goes: billing keeps no addresses, the template names the mailbox
     (in production a relay of the auth service that maps user ids to addresses)."""
-    return settings.mail_to_template.replace("{user_id}", str(user_id))
+    return settings.recipient_template.replace("{user_id}", str(user_id))
 
 
 def queue(session: AsyncSession, email: Email) -> None:

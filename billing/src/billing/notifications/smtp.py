@@ -15,7 +15,7 @@ from billing.config import Settings
 
 def _message(settings: Settings, payload: dict) -> EmailMessage:
     message = EmailMessage()
-    message["From"] = settings.mail_from
+    message["From"] = settings.sender_address
     message["To"] = payload["to"]
     message["Subject"] = payload["subject"]
     message["Message-ID"] = make_msgid(domain="cinema.billing")
@@ -30,12 +30,12 @@ def send_all(settings: Settings, payloads: list[dict]) -> int:
     sent = 0
     try:
         with smtplib.SMTP(
-            settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_seconds
+            settings.relay_host, settings.relay_port, timeout=settings.relay_timeout_seconds
         ) as client:
-            if settings.smtp_starttls:
+            if settings.relay_starttls:
                 client.starttls()
-            if settings.smtp_username:
-                client.login(settings.smtp_username, settings.smtp_password)
+            if settings.relay_username:
+                client.login(settings.relay_username, settings.relay_password)
             for payload in payloads:
                 client.send_message(_message(settings, payload))
                 sent += 1

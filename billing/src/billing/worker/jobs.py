@@ -390,7 +390,7 @@ JOBS = (
 async def run_once(resources: Resources, *, now: datetime | None = None) -> dict[str, int]:
     """One pass of every job; a job that fails is logged and does not stop the others."""
     if now is None:
-        if resources.settings.test_clock:
+        if resources.settings.movable_clock:
             await CLOCK.sync(resources.redis, resources.settings.redis_prefix)
         now = utcnow()
     done: dict[str, int] = {}
