@@ -53,6 +53,7 @@ def test_support_sees_customers_but_not_the_catalog_editor_nor_the_money_figures
     assert client.get(reverse("admin:customers"), {"user_id": USER}).status_code == 200
     assert client.get(reverse("admin:audit_auditentry_changelist")).status_code == 200
     assert client.get(reverse("admin:catalog_plan_add")).status_code == 403
+    assert client.get(reverse("admin:catalog_promocode_add")).status_code == 403
     change = client.post(reverse("admin:catalog_plan_change", args=[plan.pk]), {"name": "Free"})
     assert change.status_code == 403
     plan.refresh_from_db()
@@ -66,6 +67,8 @@ def test_catalog_manager_edits_plans_but_sees_no_customer(as_role, billing):
     client = as_role("Catalog manager")
     payment = billing.add_payment(USER)
     assert client.get(reverse("admin:catalog_plan_add")).status_code == 200
+    assert client.get(reverse("admin:catalog_promocode_add")).status_code == 200
+    assert client.get(reverse("admin:catalog_personaldiscount_add")).status_code == 200
     assert client.get(reverse("admin:customers"), {"user_id": USER}).status_code == 403
     assert client.get(reverse("admin:customers_timeline", args=[USER])).status_code == 403
     assert client.get(reverse("admin:customers_payment", args=[payment["id"]])).status_code == 403
