@@ -1,7 +1,7 @@
 """renewals: one renewal payment per (subscription, period start); dunning state
 
 Revision ID: 0005
-Revises: pruning_1
+Revises: reports_1
 Create Date: 2026-11-29 13:00:00.000000+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "pruning_1"
+down_revision: str | None = "reports_1"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
