@@ -163,6 +163,12 @@ def report_summary(*, date_from, date_to, granularity: str) -> dict:
     return _call("GET", "/internal/v1/reports/summary", params=params)
 
 
+def recent_payments(*, failed: bool = False, limit: int = 20) -> list[dict]:
+    """The newest payments of every customer (failed=True: only those that ended after a decline)."""
+    params = {"limit": limit, "failed": "true" if failed else "false"}
+    return _call("GET", "/internal/v1/reports/recent-payments", params=params).get("items", [])
+
+
 def search_customers(*, query: str) -> list[dict]:
     """Users a user/payment/refund/subscription id or a Stripe id points to."""
     return _call("GET", "/internal/v1/customers/search", params={"q": query}).get("matches", [])

@@ -65,6 +65,13 @@ def _payment_view(payment: dict, plan_names: dict[str, str], user_id) -> dict:
     }
 
 
+def _with_customer(payment: dict, names: dict[str, str]) -> dict:
+    return {
+        **_payment_view(payment, names, payment["user_id"]),
+        "customer_url": _customer_url(payment["user_id"]),
+    }
+
+
 def _customer_url(user_id) -> str:
     return reverse("admin:customers") + f"?user_id={user_id}"
 
@@ -96,6 +103,20 @@ def customer_lookup(request: HttpRequest) -> HttpResponse:
         return render(request, "customers/lookup.html", context)
 
     form = context["form"]
+    if not form.is_bound:
+        # Nothing asked yet: the newest payments and the newest failed ones, of every customer.
+        try:
+            newest = billing.recent_payments(limit=RECENT_PAYMENTS)
+            failed = billing.recent_payments(failed=True, limit=RECENT_PAYMENTS)
+        except billing.BillingError as exc:
+            context["billing_error"] = exc
+        else:
+            names = _plan_names([p.get("plan_id") for p in newest + failed])
+            context.update(
+                everyone=True,
+                recent_all=[_with_customer(p, names) for p in newest],
+                failed_all=[_with_customer(p, names) for p in failed],
+            )
     if form.is_bound and form.is_valid():
         user_id = form.cleaned_data["user_id"]
         try:

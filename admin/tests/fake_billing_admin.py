@@ -185,6 +185,11 @@ class FakeBilling:
         if method == "GET" and parts.path == "/internal/v1/reports/summary":
             return 200, self.summary or {"currencies": [], "series": [], "totals": [],
                                          "as_of": "2026-11-29T00:00:00+00:00"}  # fmt: skip
+        if method == "GET" and parts.path == "/internal/v1/reports/recent-payments":
+            items = sorted(self.payments.values(), key=lambda p: p["created_at"], reverse=True)
+            if query.get("failed") == "true":
+                items = [p for p in items if p["status"] in ("failed", "expired", "canceled")]
+            return 200, {"items": items[: int(query.get("limit", 20))]}
         if method == "GET" and parts.path == "/internal/v1/customers/search":
             q = query.get("q", "").strip()
             matches = self.search_matches.get(q)

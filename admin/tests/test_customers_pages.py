@@ -216,3 +216,21 @@ def test_the_payment_page_shows_refunds_ledger_and_actions(manager_client, billi
     assert "Double charge" in html and "Refund…" in html
     missing = manager_client.get(reverse("admin:customers_payment", args=[uuid.uuid4()]))
     assert missing.status_code == 404 and "payment_not_found" in missing.content.decode()
+
+
+def test_the_customers_page_lists_everyones_newest_and_failed_payments(manager_client, billing):
+    paid = billing.add_payment(USER, amount=999)
+    other = str(uuid.uuid4())
+    declined = billing.add_payment(other, amount=500, status="failed")
+    declined["created_at"] = "2026-11-21T10:00:00+00:00"
+    page = manager_client.get(reverse("admin:customers")).content.decode()
+    failed = page.split('id="recent-failed"')[1].split("</table>")[0]
+    newest = page.split('id="recent-all"')[1].split("</table>")[0]
+    assert declined["id"] in failed and paid["id"] not in failed
+    assert newest.index(declined["id"]) < newest.index(paid["id"])  # newest first
+    assert f"?user_id={other}" in failed
+    calls = [r["path"] for r in billing.requests]
+    assert calls == [
+        "/internal/v1/reports/recent-payments?limit=10&failed=false",
+        "/internal/v1/reports/recent-payments?limit=10&failed=true",
+    ]

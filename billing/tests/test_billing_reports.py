@@ -444,3 +444,26 @@ async def test_timeline_lists_everything_in_order(billing, known):
     refund = e_items[kinds.index("refund_requested")]
     assert refund["refund_id"] == str(known.refunds["E-r"])
     assert refund["title"] == "Refund of 2.00 USD asked by a manager"
+
+
+async def test_recent_payments_are_newest_first_and_failed_ones_apart(billing, known):
+    async def recent(**params):
+        response = await billing.client.get(
+            "/internal/v1/reports/recent-payments", params=params, headers=as_service("admin")
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["items"]
+
+    newest = await recent(limit=100)
+    times = [p["created_at"] for p in newest]
+    assert times == sorted(times, reverse=True) and len(newest) <= 100
+    failed = [p["id"] for p in await recent(limit=100, failed="true")]
+    ours = [str(known.payments[n]) for n in ("F3", "D1")]  # newest first: the 15th, then the 7th
+    assert [p for p in failed if p in ours] == ours
+    assert str(known.payments["A1"]) not in failed
+    (one,) = await recent(limit=1)
+    assert one["id"] == newest[0]["id"] and "user_id" in one and "refunds" in one
+    too_many = await billing.client.get(
+        "/internal/v1/reports/recent-payments", params={"limit": 101}, headers=as_service("admin")
+    )
+    assert too_many.status_code == 422

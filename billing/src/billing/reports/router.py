@@ -8,11 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from billing.auth import require_service
 from billing.db import SessionDep, utcnow
 from billing.errors import Unprocessable
-from billing.reports import export, figures, search, timeline
+from billing.payments import service as payments
+from billing.payments.schemas import AdminPaymentOut
+from billing.reports import export, figures, recent, search, timeline
 from billing.reports.schemas import CustomerSearch, Granularity, Summary, Timeline
 
 router = APIRouter(
@@ -87,6 +90,24 @@ async def payments_csv(request: Request, filters: FilterDep) -> StreamingRespons
 )
 async def refunds_csv(request: Request, filters: FilterDep) -> StreamingResponse:
     return _csv_answer(request, "refunds", export.REFUNDS, filters)
+
+
+class RecentPayments(BaseModel):
+    items: list[AdminPaymentOut]
+
+
+@router.get(
+    "/reports/recent-payments",
+    response_model=RecentPayments,
+    summary="The newest payments of every customer (failed=true: only failed ones)",
+)
+async def recent_payments(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    failed: bool = False,
+) -> RecentPayments:
+    rows = await recent.recent_payments(session=session, limit=limit, failed=failed)
+    return RecentPayments(items=await payments.present(session=session, payments=rows, admin=True))
 
 
 @router.get("/customers/search", response_model=CustomerSearch, summary="Find a customer")
