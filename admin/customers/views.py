@@ -281,7 +281,7 @@ def refund_payment(request: HttpRequest, payment_id: uuid.UUID) -> HttpResponse:
                 log.info(
                     "refund requested",
                     extra={
-                        "event": "refund",
+                        "action": "refund",
                         "payment_id": str(payment_id),
                         "refund_id": refund.get("id"),
                         "amount": refund.get("amount"),

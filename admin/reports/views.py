@@ -166,7 +166,7 @@ def export_csv(request: HttpRequest, name: str) -> HttpResponse:
         return render(request, "reports/export_error.html", context, status=status)
     log.info(
         "export",
-        extra={"event": "export", "export": name, "manager": request.user.get_username(),
+        extra={"action": "export", "export": name, "manager": request.user.get_username(),
                **{k: str(v) for k, v in params.items() if v}},
     )  # fmt: skip
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")

@@ -115,3 +115,30 @@ async def test_each_internal_endpoint_takes_only_its_caller(billing):
             method, path, headers=as_service(wrong_caller), json={}
         )
         assert (response.status_code, response.json()["code"]) == (403, "forbidden"), path
+
+
+async def test_log_lines_use_the_shared_field_vocabulary(client, capsys):
+    """One JSON object a line on stdout: timestamp, level, service, logger, event, request_id,
+    and for a request http_status and duration_ms (docs/contracts.md, Logs)."""
+    import json
+    import logging
+
+    from billing.log import configure_logging
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure_logging("INFO")
+    try:
+        await client.get("/health", headers={"X-Request-ID": "vocab-1"})
+    finally:
+        root.handlers[:], root.level = handlers, level
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    (access,) = [line for line in lines if line.get("logger") == "billing.access"]
+    assert access["event"] == "request"
+    assert (access["service"], access["level"], access["request_id"]) == (
+        "billing",
+        "INFO",
+        "vocab-1",
+    )
+    assert (access["http_status"], access["path"]) == (200, "/health")
+    assert access["duration_ms"] >= 0 and access["timestamp"].endswith("+00:00")

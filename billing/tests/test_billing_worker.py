@@ -260,7 +260,7 @@ async def test_the_worker_command_runs_one_pass(database_url, fake_pay_api):
     )
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
-    assert b'"message": "worker stopped"' in output
+    assert b'"event": "worker stopped"' in output
 
 
 async def test_a_processing_payment_past_its_deadline_is_asked_to_cancel_but_not_expired(billing):

@@ -25,8 +25,8 @@ def run_etl(env_overrides: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def log_lines(stderr: str) -> list[dict]:
-    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+def log_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
 def cli_env(settings) -> dict:
@@ -48,7 +48,7 @@ def test_once_delivers_and_logs_one_json_line_per_batch(admin, billing, settings
 
     assert done.returncode == 0, done.stderr
     assert billing.films[film]["title"] == "Metropolis"
-    batches = [entry for entry in log_lines(done.stderr) if entry.get("event") == "batch"]
+    batches = [entry for entry in log_lines(done.stdout) if entry.get("event") == "batch"]
     assert [(b["stream"], b["changed"], b["rejected"]) for b in batches] == [
         ("films", 1, 0),
         ("plans", 1, 0),
@@ -63,7 +63,7 @@ def test_once_exits_non_zero_when_billing_is_down(admin, billing, settings):
     done = run_etl(cli_env(settings), "--once")
 
     assert done.returncode == 1
-    assert any(entry.get("event") == "pass_failed" for entry in log_lines(done.stderr))
+    assert any(entry.get("event") == "pass_failed" for entry in log_lines(done.stdout))
     assert not settings.state_file.exists()
 
 
@@ -72,7 +72,7 @@ def test_refuses_to_start_without_the_service_secret(settings):
     env["SERVICE_JWT_SECRET"] = ""
     done = run_etl(env, "--once")
     assert done.returncode == 2
-    assert "SERVICE_JWT_SECRET" in done.stderr
+    assert "SERVICE_JWT_SECRET" in done.stdout
 
 
 def test_loop_delivers_changes_and_stops_cleanly_on_sigterm(admin, billing, settings):
@@ -80,7 +80,7 @@ def test_loop_delivers_changes_and_stops_cleanly_on_sigterm(admin, billing, sett
     env = {key: value for key, value in os.environ.items() if not key.startswith("ETL_")}
     env.update(cli_env(settings), ETL_INTERVAL_SECONDS="0.1")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "etl"], env=env, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "etl"], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         # Wait (bounded) for the first pass, then change a row and wait for the next one.
@@ -93,10 +93,10 @@ def test_loop_delivers_changes_and_stops_cleanly_on_sigterm(admin, billing, sett
             time.sleep(0.05)
     finally:
         worker.send_signal(signal.SIGTERM)
-        _, stderr = worker.communicate(timeout=30)
+        stdout, _ = worker.communicate(timeout=30)
 
     assert worker.returncode == 0
-    assert log_lines(stderr)[-1]["event"] == "stop"
+    assert log_lines(stdout)[-1]["event"] == "stop"
 
 
 def test_loop_serves_its_lag_and_passes_for_prometheus(admin, billing, settings):
@@ -107,7 +107,7 @@ def test_loop_serves_its_lag_and_passes_for_prometheus(admin, billing, settings)
     env = {key: value for key, value in os.environ.items() if not key.startswith("ETL_")}
     env.update(cli_env(settings), ETL_INTERVAL_SECONDS="0.1", ETL_METRICS_PORT=str(port))
     worker = subprocess.Popen(
-        [sys.executable, "-m", "etl"], env=env, stderr=subprocess.DEVNULL, text=True
+        [sys.executable, "-m", "etl"], env=env, stdout=subprocess.DEVNULL, text=True
     )
     samples: dict[tuple, float] = {}
     try:

@@ -85,3 +85,30 @@ def test_real_stripe_needs_a_real_publishable_key(monkeypatch):
     monkeypatch.delenv("STRIPE_PUBLISHABLE_KEY", raising=False)
     with pytest.raises(ValidationError):
         Settings(_env_file=None)
+
+
+def test_log_lines_use_the_shared_field_vocabulary(client, capsys):
+    """One JSON object a line on stdout, in billing's vocabulary (docs/contracts.md, Logs)."""
+    import json
+    import logging
+
+    from pay_api.logs import configure_logging
+
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    root.handlers[:] = []
+    configure_logging("INFO")
+    try:
+        client.get("/health", headers={"X-Request-ID": "vocab-2"})
+    finally:
+        root.handlers[:] = handlers
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
+    (access,) = [line for line in lines if line.get("logger") == "pay_api.access"]
+    assert access["event"] == "request"
+    assert (access["service"], access["level"], access["request_id"]) == (
+        "pay_api",
+        "INFO",
+        "vocab-2",
+    )
+    assert (access["http_status"], access["path"]) == (200, "/health")
+    assert access["duration_ms"] >= 0 and access["timestamp"].endswith("+00:00")

@@ -192,3 +192,25 @@ def test_immediate_delivery_after_commit(database_url, localstripe, billing, api
     finally:
         immediate.extensions["pay_api.outbox"].shutdown()
         immediate.extensions["pay_api.db"].dispose()
+
+
+def test_events_about_a_payment_carry_the_request_id_of_its_purchase(app, client, db, api, billing):
+    """billing registers the payment under the purchase's request id; the page's charge (another
+    request, its own id) makes the event, and billing gets the purchase's id back with it."""
+    payment_id = str(uuid.uuid4())
+    body = {
+        "payment_id": payment_id,
+        "user_id": str(uuid.uuid4()),
+        "amount": 700,
+        "currency": "usd",
+        "description": "Basic",
+        "return_url": None,
+    }
+    headers = {**auth(), "X-Request-ID": "purchase-req-42"}
+    assert client.post("/internal/v1/payments", json=body, headers=headers).status_code == 201
+    api.pay(payment_id)  # the page's requests carry ids of their own
+    deliver_all(db, BillingSender(app.extensions["pay_api.settings"]))
+
+    sent = billing.requests_for(payment_id)
+    assert [r["json"]["status"] for r in sent] == ["succeeded"]
+    assert sent[0]["headers"]["X-Request-ID"] == "purchase-req-42"

@@ -148,7 +148,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "config.logging.RequestIdFilter"}},
-    "formatters": {"json": {"()": "config.logging.JsonFormatter"}},
+    "formatters": {"json": {"()": "config.logging.json_formatter"}},
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",

@@ -6,52 +6,47 @@ and is forwarded on every call billing makes to pay_api, so one id follows a req
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
 import time
 import uuid
 from contextvars import ContextVar
-from datetime import UTC, datetime
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_STANDARD_ATTRS = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
-    | {"message", "asctime", "color_message"}
-)
 
 access_logger = logging.getLogger("billing.access")
 
 
-class JsonFormatter(logging.Formatter):
-    """Render a record as one JSON line; `extra={...}` fields become top-level keys."""
+class _RequestId(logging.Filter):
+    """The request id being served, on every record logged while serving it."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
+    def filter(self, record: logging.LogRecord) -> bool:
         request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """Send every log record (ours, uvicorn's, SQLAlchemy's) to stdout as JSON lines."""
+    """Every log record (ours, uvicorn's, SQLAlchemy's) as one JSON line on stdout, in the
+    field vocabulary every service shares (docs/contracts.md, Logs)."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(
+        JsonFormatter(
+            "{name}{levelname}{message}",
+            style="{",
+            rename_fields={"name": "logger", "levelname": "level", "message": "event"},
+            static_fields={"service": "billing"},
+            timestamp=True,
+        )
+    )
+    handler.addFilter(_RequestId())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -107,7 +102,7 @@ class RequestIdMiddleware:
                     extra={
                         "method": scope["method"],
                         "path": scope["path"],
-                        "status": status,
+                        "http_status": status,
                         "duration_ms": round((time.perf_counter() - started) * 1000, 2),
                     },
                 )

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
-        log.critical("refusing to start: %s", exc, extra={"event": "config_error"})
+        log.critical("config_error", extra={"detail": f"refusing to start: {exc}"})
         return 2
 
     etl = Etl(settings, stop=threading.Event())
@@ -52,14 +52,18 @@ def _pass(etl: Etl, *, full: bool = False) -> bool:
         result = etl.run_once(full=full)
     except (BillingUnavailable, AdminDatabaseUnavailable) as exc:
         log.error(
-            "pass interrupted; the watermark stays at the last accepted batch",
-            extra={"event": "pass_failed", "reason": str(exc), "error": type(exc).__name__},
+            "pass_failed",
+            extra={
+                "detail": "pass interrupted; the watermark stays at the last accepted batch",
+                "reason": str(exc),
+                "error": type(exc).__name__,
+            },
         )
         metrics.record_pass(started_at=started_at, ok=False)
         return False
     except Exception:
         # A bug must not end the worker silently: log it, back off, try again.
-        log.exception("pass failed unexpectedly", extra={"event": "pass_failed"})
+        log.exception("pass_failed", extra={"detail": "pass failed unexpectedly"})
         metrics.record_pass(started_at=started_at, ok=False)
         return False
     metrics.record_pass(
@@ -69,9 +73,8 @@ def _pass(etl: Etl, *, full: bool = False) -> bool:
     )
     if result.total("sent"):
         log.info(
-            "pass done",
+            "pass",
             extra={
-                "event": "pass",
                 "changed": result.total("changed"),
                 "unchanged": result.total("unchanged"),
                 "rejected": result.total("rejected"),
@@ -90,9 +93,8 @@ def _loop(etl: Etl, settings: Settings, *, full: bool) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info(
-        "etl started",
+        "start",
         extra={
-            "event": "start",
             "billing_url": settings.billing_url,
             "state_file": str(settings.state_file),
             "interval_seconds": settings.interval_seconds,
@@ -107,7 +109,7 @@ def _loop(etl: Etl, settings: Settings, *, full: bool) -> int:
         if failures:
             pause = max(pause, settings.backoff(failures))
         etl.stop.wait(pause)
-    log.info("etl stopped", extra={"event": "stop"})
+    log.info("stop")
     return 0
 
 

@@ -145,9 +145,9 @@ class BillingClient:
                     raise BillingUnavailable(f"{method} {path}: {reason}") from exc
                 delay = self._settings.backoff(attempt)
                 log.warning(
-                    "billing unavailable, retrying",
+                    "retry",
                     extra={
-                        "event": "retry",
+                        "detail": "billing unavailable, retrying",
                         "method": method,
                         "path": path,
                         "attempt": attempt,

@@ -1,36 +1,25 @@
-"""Structured logs: one JSON object per line on stderr."""
+"""Structured logs: one JSON object a line on stdout, in the field vocabulary every service shares
+(docs/contracts.md, Logs). The event is what happened (`batch`, `pass`, `retry`, …)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message"}
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update(
-            (key, value)
-            for key, value in vars(record).items()
-            if key not in _STANDARD and not key.startswith("_")
-        )
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+from pythonjsonlogger.json import JsonFormatter
 
 
 def configure(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        JsonFormatter(
+            "{name}{levelname}{message}",
+            style="{",
+            rename_fields={"name": "logger", "levelname": "level", "message": "event"},
+            static_fields={"service": "etl"},
+            timestamp=True,
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -97,9 +97,9 @@ class Etl:
             # Quiet while the look-back window is only re-read; one line per batch that sent.
             log.log(
                 logging.INFO if counts.sent else logging.DEBUG,
-                "batch delivered" if counts.sent else "batch already delivered",
+                "batch",
                 extra={
-                    "event": "batch",
+                    "detail": "batch delivered" if counts.sent else "batch already delivered",
                     "stream": stream,
                     **vars(counts),
                     "sent": counts.sent,
@@ -129,9 +129,9 @@ class Etl:
                 counts.rejected += 1
                 state.reject(row.key, row.changed_at, outcome.as_dict())
                 log.error(
-                    "billing rejected a row; skipped until it changes in the admin",
+                    "rejected",
                     extra={
-                        "event": "rejected",
+                        "detail": "billing rejected a row; skipped until it changes in the admin",
                         "stream": stream,
                         "key": row.key,
                         "changed_at": row.changed_at.isoformat(),

@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+import time
 import uuid
 from contextvars import ContextVar
-from datetime import UTC, datetime
 
 from flask import Flask, g, request
+from pythonjsonlogger.json import JsonFormatter
 
 REQUEST_ID_HEADER = "X-Request-ID"
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
-# Attributes every LogRecord has; anything else passed through `extra=` is logged as a field.
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
+class _RequestId(logging.Filter):
+    """The request id being served, on every record logged while serving it."""
 
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-            "service": "pay_api",
-        }
+    def filter(self, record: logging.LogRecord) -> bool:
         request_id = request_id_var.get()
-        if request_id:
-            entry["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRS and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
+        return True
 
 
 def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr for pay_api's loggers (idempotent)."""
+    """JSON lines on stdout, in the field vocabulary every service shares (docs/contracts.md,
+    Logs); idempotent."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(JsonFormatter())
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(
+            JsonFormatter(
+                "{name}{levelname}{message}",
+                style="{",
+                rename_fields={"name": "logger", "levelname": "level", "message": "event"},
+                static_fields={"service": "pay_api"},
+                timestamp=True,
+            )
+        )
+        handler.addFilter(_RequestId())
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is noise
@@ -61,6 +58,7 @@ def init_app(app: Flask) -> None:
         incoming = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = incoming[:200] if incoming else uuid.uuid4().hex
         g.request_id_token = request_id_var.set(request_id)
+        g.request_started = time.perf_counter()
 
     @app.after_request
     def _log_and_echo(response):
@@ -73,6 +71,7 @@ def init_app(app: Flask) -> None:
                 "method": request.method,
                 "path": request.path,
                 "http_status": response.status_code,
+                "duration_ms": round((time.perf_counter() - g.request_started) * 1000, 2),
             },
         )
         return response

@@ -52,11 +52,12 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def _add(session: Session, payload: dict[str, Any]) -> OutboxMessage:
+def _add(session: Session, payload: dict[str, Any], request_id: str | None = None) -> OutboxMessage:
+    """`request_id`: sent back to billing with the event (else the request being served)."""
     message = OutboxMessage(
         event_id=uuid.UUID(payload["event_id"]),
         payload=payload,
-        request_id=current_request_id(),
+        request_id=request_id or current_request_id(),
     )
     session.add(message)
     session.flush()
@@ -83,6 +84,7 @@ def add_payment_event(session: Session, payment: Any) -> OutboxMessage:
             "stripe_id": payment.stripe_payment_intent_id,
             "occurred_at": utcnow().isoformat(),
         },
+        request_id=payment.request_id,  # the purchase's: one id from billing's POST to here
     )
 
 

@@ -60,6 +60,9 @@ class Payment(TimestampMixin, Base):
     amount_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
     # Refunded outside pay_api (Stripe's Dashboard): see refunds/totals.py.
     refunded_outside: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The request id of billing's call that registered it (the purchase): every event about the
+    # payment carries it back, so one purchase is followed across services by one id.
+    request_id: Mapped[str | None] = mapped_column(String(200))
 
     @property
     def is_final(self) -> bool:

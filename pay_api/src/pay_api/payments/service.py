@@ -40,6 +40,7 @@ from pay_api.errors import (
 )
 from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, IntentState
+from pay_api.logs import current_request_id
 from pay_api.payments import card_setups, state
 from pay_api.payments.models import Customer, Payment
 
@@ -122,6 +123,7 @@ def create_payment(
                 status="pending",
                 confirm_attempts=0,
                 amount_refunded=0,
+                request_id=current_request_id(),
             )
             .on_conflict_do_nothing(index_elements=[Payment.id])
             .returning(Payment.id)
