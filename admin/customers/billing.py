@@ -34,6 +34,7 @@ class BillingUnavailable(BillingError):
 
 
 def _service_token() -> str:
+    """iss=admin, aud=billing (docs/contracts.md, the recipe)."""
     if not settings.SERVICE_JWT_SECRET:
         raise BillingError(0, "not_configured", "SERVICE_JWT_SECRET is not set for the admin.")
     now = int(time.time())

@@ -136,7 +136,7 @@ def require_service(*allowed: str) -> Callable[..., str]:
 
 
 def mint_service_token(secret: str, *, audience: str, ttl_seconds: int = 60) -> str:
-    """A short-lived token billing presents to another service (iss=billing)."""
+    """A short-lived token billing presents to another service (docs/contracts.md, the recipe)."""
     now = int(time.time())
     claims = {
         "iss": "billing",

@@ -64,7 +64,8 @@ class Rejected:
 
 
 class ServiceTokens:
-    """Mints service tokens (iss=etl, aud=billing), reused until shortly before they expire."""
+    """Mints service tokens (iss=etl, aud=billing; docs/contracts.md, the recipe), reused until
+    shortly before they expire."""
 
     def __init__(self, secret: str, ttl_seconds: int) -> None:
         self._secret = secret

@@ -55,10 +55,11 @@ def require_service(*allowed_issuers: str) -> Callable:
 
 
 def mint_service_token(*, audience: str, secret: str) -> str:
-    """A short-lived token from pay_api to another service."""
+    """A short-lived token from pay_api to another service (docs/contracts.md, the recipe)."""
     now = int(time.time())
     claims = {
         "iss": SERVICE_NAME,
+        "sub": SERVICE_NAME,
         "aud": audience,
         "iat": now,
         "exp": now + MINTED_TOKEN_LIFETIME_SECONDS,
