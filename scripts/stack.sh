@@ -320,8 +320,12 @@ start_service() {
   case "$1" in
     localstripe) start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
       --data-dir "$DATA_DIR/localstripe" ;;
-    billing) start billing "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
-      --no-access-log ;;
+    billing)
+      # Several web processes: prometheus-client's multiprocess files, fresh at each start.
+      is_running billing || { rm -rf "$RUN_DIR/metrics-billing"; mkdir -p "$RUN_DIR/metrics-billing"; }
+      start billing env PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/metrics-billing" \
+        "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
+        --workers "${BILLING_WEB_WORKERS:-2}" --no-access-log ;;
     billing-worker*) start "$1" "$PY" -m billing.worker ;;
     pay_api) start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
       --workers 2 --threads 4 --timeout 60 ;;

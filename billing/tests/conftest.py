@@ -165,6 +165,7 @@ def make_settings(database_url: str, pay_api_url: str, **overrides: Any) -> Sett
         "BILLING_DB_POOL_SIZE": 10,
         "BILLING_DB_MAX_OVERFLOW": 15,
         "BILLING_SMTP_PORT": MAIL["relay_port"],
+        "BILLING_ACCESS_DB_POOL_SIZE": 2,
         **overrides,
     }
     return Settings(**values)
@@ -178,6 +179,8 @@ MAIL = {"relay_port": 1}
 async def app(database_url: str, fake_pay_api: FakePayApi, mail_server: MailServer):
     MAIL["relay_port"] = mail_server.relay_port
     application = create_app(make_settings(database_url, fake_pay_api.url), configure_logs=False)
+    # Access checks answer from memory once the invalidation channel is proven (billing.access.cache).
+    assert await application.state.resources.access_cache.wait_trusted(10)
     yield application
     resources = application.state.resources
     async for key in resources.redis.scan_iter(match=f"{REDIS_PREFIX}*"):

@@ -5,8 +5,8 @@ In production the clock is the system's. A test or demo stack sets `BILLING_TEST
 set in production) and may then move it FORWARD through `POST /internal/v1/clock/advance`: the
 offset lives in Redis (`<prefix>clock:offset`, only ever increased with INCRBYFLOAT, so two
 concurrent moves add up and nothing moves it back), and every process of the stack (API copies,
-worker copies) reads it before each request and each worker pass (`sync`). Moving it drops every
-cached access decision, since they were computed at the old time.
+worker copies) reads it before each request and each worker pass (`sync`). Access decisions
+compare the periods held in memory with this clock at each check, so a move needs no invalidation.
 
 `wall_now()` is the real time, for the few stamps compared with another service's real clock
 (pay_api's `occurred_at` of an event, see payments/service.py) — never for a billing decision.

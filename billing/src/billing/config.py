@@ -67,13 +67,22 @@ class Settings(BaseSettings):
     keep_delivered_outbox_days: int = Field(
         7, validation_alias="BILLING_KEEP_DELIVERED_OUTBOX_DAYS", ge=1
     )
-    # Longest time an access decision stays in Redis (also bounded by the paid period's end).
-    access_cache_max_seconds: int = Field(
-        300, validation_alias="BILLING_ACCESS_CACHE_MAX_SECONDS", ge=1
+    # Access decisions are made from memory (billing.access.cache). At most this many users are
+    # held per process (least recently checked first out): the bound of the cache's memory.
+    access_cache_users: int = Field(100_000, validation_alias="BILLING_ACCESS_CACHE_USERS", ge=1)
+    # Every held entry is read again from PostgreSQL at most this long after it was read, even if
+    # its invalidation message was lost (the unconditional stale bound).
+    access_cache_max_seconds: float = Field(
+        60, validation_alias="BILLING_ACCESS_CACHE_MAX_SECONDS", gt=0
     )
+    # Memory answers only while the process's own ping came back on the invalidation channel
+    # within this many seconds; otherwise checks read PostgreSQL (the bound for lost messages).
+    access_stale_seconds: float = Field(2, validation_alias="BILLING_ACCESS_STALE_SECONDS", gt=0)
+    # Connections each process uses to fill the access cache (plus one that listens).
+    access_db_pool_size: int = Field(4, validation_alias="BILLING_ACCESS_DB_POOL_SIZE", gt=0)
     # Prefix of every Redis key billing writes (tests use their own).
     redis_prefix: str = Field("billing:", validation_alias="BILLING_REDIS_PREFIX")
-    # Services (token `iss`) allowed on GET /internal/v1/access.
+    # Services (token `iss`) allowed on the internal access endpoints.
     access_check_services: str = Field(
         "movies,admin", validation_alias="BILLING_ACCESS_CHECK_SERVICES"
     )

@@ -43,8 +43,9 @@ service JWT (`aud=billing`, `iss` = the calling service). Errors are
 """
 
 
-def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> FastAPI:
-    """Build the API with its own pools and clients (closed when the app shuts down)."""
+def create_app(settings: Settings | None = None, *, configure_logs: bool = True) -> AccessFastPath:
+    """Build the API with its own pools and clients (closed when the app shuts down): the FastAPI
+    app behind the access fast path, whose attributes (`state`, `openapi`) it lends."""
     settings = settings or get_settings()
     if configure_logs:
         configure_logging(settings.log_level)
@@ -52,6 +53,8 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Listen for access changes from the start, so the first checks can answer from memory.
+        resources.access_cache.start()
         yield
         await resources.aclose()
 
@@ -60,9 +63,9 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
     )
     app.state.resources = resources
     install_error_handlers(app)
-    # Last added is outermost: metrics, request id and access log, then cached access checks.
+    # Last added is outermost: metrics, request id and access log (valid access checks are
+    # answered in front of all of them, see billing.access.fastpath).
     app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(AccessFastPath, resources=resources)
     app.add_middleware(RequestIdMiddleware)
     if settings.movable_clock:
         app.add_middleware(ClockSync, resources=resources)  # before any decision
@@ -87,13 +90,14 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         internal_promotions_router,
     ):
         app.include_router(router)
-    return app
+    # Valid access checks are answered in front of FastAPI (see billing.access.fastpath).
+    return AccessFastPath(app, resources)
 
 
-_app: FastAPI | None = None
+_app: AccessFastPath | None = None
 
 
-def __getattr__(name: str) -> FastAPI:
+def __getattr__(name: str) -> AccessFastPath:
     global _app
     if name == "app":
         if _app is None:

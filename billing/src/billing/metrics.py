@@ -2,12 +2,13 @@
 
 * Requests: `billing_http_request_duration_seconds{route, method, status}` — a histogram whose
   `_count` is the request count — by route *template* (`/api/v1/payments/{payment_id}`), so ids
-  never become labels. Cached access checks are answered before FastAPI routes them; they are
-  matched against the app's routes here, so they count under their template too.
-* Access decisions: `billing_access_checks_total{source, allowed}`, `source` = `cache` (answered
-  from the cache in front of the routes) or `database` (computed by the route); the cache hit
-  ratio is `cache / (cache + database)`. Read from the answer itself, so the access code stays
-  free of metrics.
+  never become labels. Valid access checks are answered in front of the app
+  (`billing.access.fastpath`), which records them itself under their template
+  (`AccessCheckMetrics`).
+* Access decisions: `billing_access_checks_total{source, allowed}`, `source` = `cache` (decided
+  from memory alone) or `database` (a query was needed: a user read into memory, SQL while memory
+  was not trusted, or the FastAPI route after an error); the cache hit ratio is
+  `cache / (cache + database)`. Batch checks are not counted here.
 * State of the system, read from the database when scraped (`StateCollector`): payments by
   status, open payments past their deadline, the reconciler's queue, the outbox's backlog and
   age. Every copy answers the same figures: aggregate with `max`, not `sum`.
@@ -110,6 +111,24 @@ class RequestMetrics:
             if pattern.match(scope["path"]):
                 return path
         return _UNMATCHED
+
+
+class AccessCheckMetrics:
+    """What the access fast path records for each answer (children bound once: the hot path)."""
+
+    def __init__(self) -> None:
+        self._seconds = {
+            route: REQUEST_SECONDS.labels(route, "GET", "200") for route in _ACCESS_ROUTES
+        }
+        self._checks = {
+            (source, allowed): ACCESS_CHECKS.labels(source, "true" if allowed else "false")
+            for source in ("cache", "database")
+            for allowed in (True, False)
+        }
+
+    def record(self, route: str, *, source: str, allowed: bool, seconds: float) -> None:
+        self._seconds[route].observe(seconds)
+        self._checks[(source, allowed)].inc()
 
 
 class StateCollector:

@@ -1,24 +1,26 @@
 """Transactional outbox: notifications written in the transaction that caused them.
 
 Today the one consumer is the access cache: a change of a user's subscriptions (or of the catalog)
-must drop their cached access decisions. The request invalidates right after its commit (fast path);
-the outbox row, committed atomically with the change, lets the worker do it again if the process died
-between commit and Redis — so a stale "allowed" can never outlive the crash by more than a pass.
+must drop what every billing process holds in memory about it. `commit` sends the PostgreSQL
+notifications inside the transaction, so they exist exactly when the change committed (see
+`billing.access.cache`), and drops the entries of this process at once. The outbox rows are the
+durable record of the same notifications; the worker sends them again when it delivers them.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
 from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
+from billing.access.cache import CATALOG_PAYLOAD, NOTIFY_SQL, user_payload
 from billing.db import Base
 
 if TYPE_CHECKING:
@@ -70,13 +72,22 @@ def note_catalog_change(session: AsyncSession, reason: str) -> None:
     session.add(OutboxMessage(topic=TOPIC_CATALOG_CHANGED, payload={"reason": reason}))
 
 
+async def notify_access_changes(
+    session: AsyncSession, *, users: Iterable[uuid.UUID | str] = (), catalog: bool = False
+) -> None:
+    """Tell every billing process, when this transaction commits, what its access data lost."""
+    payloads = [user_payload(user) for user in users]
+    if catalog:
+        payloads.append(CATALOG_PAYLOAD)
+    if payloads:
+        await session.execute(text(NOTIFY_SQL), {"payloads": payloads})
+
+
 async def commit(session: AsyncSession, cache: AccessCache) -> None:
-    """Commit, then drop the access decisions the transaction made stale."""
+    """Commit with the access notifications the transaction owes, then forget locally too."""
     users: set[uuid.UUID] = session.info.pop(_CHANGED_USERS, set())
     catalog_changed: bool = session.info.pop(_CATALOG_CHANGED, False)
+    await notify_access_changes(session, users=users, catalog=catalog_changed)
     await session.commit()
-    try:
-        await cache.invalidate(users=users, everything=catalog_changed)
-    except RedisError:
-        # The outbox rows committed above make the worker retry this.
-        logger.warning("access cache invalidation failed; the worker will retry", exc_info=True)
+    # This process need not wait for its own message (read your writes at once).
+    cache.invalidate(users=users, everything=catalog_changed)

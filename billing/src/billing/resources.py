@@ -1,12 +1,12 @@
-"""Long-lived objects of a process (API or worker): engines, Redis, the pay_api client."""
+"""Long-lived objects of a process (API or worker): engines, Redis, the access cache, the pay_api
+client."""
 
 from __future__ import annotations
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from billing.access.cache import AccessCache
-from billing.access.fastredis import PipelinedRedis
+from billing.access.cache import AccessCache, asyncpg_dsn
 from billing.auth import TokenVerifier
 from billing.config import Settings
 from billing.db import make_engine, make_sessionmaker
@@ -32,13 +32,14 @@ class Resources:
             max_overflow=settings.db_max_overflow,
         )
         self.idempotency_sessionmaker = make_sessionmaker(self.idempotency_engine)
-        self.redis = Redis.from_url(settings.redis_url)
-        self.redis_reader = PipelinedRedis(settings.redis_url)
+        self.redis = Redis.from_url(settings.redis_url)  # the test clock's offset (billing.clock)
+        # Access decisions from memory, kept true through PostgreSQL notifications.
         self.access_cache = AccessCache(
-            self.redis,
-            self.redis_reader,
-            prefix=settings.redis_prefix,
-            max_ttl_seconds=settings.access_cache_max_seconds,
+            dsn=asyncpg_dsn(settings.database_url),
+            max_users=settings.access_cache_users,
+            max_age_seconds=settings.access_cache_max_seconds,
+            stale_seconds=settings.access_stale_seconds,
+            pool_size=settings.access_db_pool_size,
         )
         self.verifier = TokenVerifier(settings)
         self.pay_api = PayApiClient(
@@ -50,7 +51,7 @@ class Resources:
 
     async def aclose(self) -> None:
         await self.pay_api.aclose()
+        await self.access_cache.aclose()
         await self.redis.aclose()
-        self.redis_reader.close()
         await self.engine.dispose()
         await self.idempotency_engine.dispose()

@@ -1,7 +1,8 @@
 """GET /api/v1/access/films/{film_id}: may the calling user watch this film now?
 
-Called on every play, so it is kept lean: verify the JWT (verified tokens are remembered), one Redis
-round trip, answer pre-assembled JSON bytes. The database is read only on a cache miss.
+Called on every play, so it is kept lean: verify the JWT (verified tokens are remembered), decide
+from memory (`billing.access.cache`), answer pre-assembled JSON bytes. Valid checks are answered by
+`billing.access.fastpath` before routing; this route documents them and answers every error.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ async def my_access(request: Request) -> Response:
     body = await check(
         sessionmaker=resources.sessionmaker,
         cache=resources.access_cache,
-        user_id=user_id,
-        film_id=film_uuid,
+        user_id=str(user_id),
+        film_id=str(film_uuid),
     )
     return Response(body, media_type="application/json")

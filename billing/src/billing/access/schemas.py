@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Access(BaseModel):
@@ -13,3 +13,18 @@ class Access(BaseModel):
     until: datetime | None
     film_id: uuid.UUID
     user_id: uuid.UUID
+
+
+MAX_BATCH_FILMS = 100
+
+
+class AccessBatchRequest(BaseModel):
+    user_id: uuid.UUID
+    film_ids: list[uuid.UUID] = Field(max_length=MAX_BATCH_FILMS)
+
+
+class AccessBatch(BaseModel):
+    """One Access answer per asked film, in the order asked (the single check's decisions)."""
+
+    user_id: uuid.UUID
+    access: list[Access]

@@ -1,21 +1,23 @@
 """Access decisions (invariant 5): a user may watch a film exactly when a paid, unexpired period
 of a plan covering that film covers now; a film covered by no active plan is free; a film the
-admin withdrew (inactive) is allowed to nobody."""
+admin withdrew (inactive) is allowed to nobody.
+
+Answered from memory (`billing.access.cache`, `billing.access.entitlements`); the same rule in SQL
+(`decide`) answers while memory is not trusted."""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from redis.exceptions import RedisError
+import asyncpg
 from sqlalchemy import exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.access.cache import AccessCache
-from billing.db import utcnow
+from billing.access.entitlements import decision_fields
 from billing.plans.models import Film, Plan, PlanFilm
 from billing.subscriptions.models import PAID_STATUSES, Subscription
 
@@ -29,11 +31,8 @@ class Decision:
     until: datetime | None
 
     def fields_json(self) -> bytes:
-        """The decision's part of the Access JSON object, without braces (cached as is)."""
-        until = self.until.isoformat() if self.until else None
-        return json.dumps(
-            {"allowed": self.allowed, "reason": self.reason, "until": until}, separators=(",", ":")
-        )[1:-1].encode()
+        """The decision's part of the Access JSON object, without braces."""
+        return decision_fields(self.allowed, self.reason, self.until)
 
 
 def _covers_film(film_id: uuid.UUID):
@@ -46,7 +45,8 @@ def _covers_film(film_id: uuid.UUID):
 async def decide(
     *, session: AsyncSession, user_id: uuid.UUID, film_id: uuid.UUID, now: datetime
 ) -> Decision:
-    """Decide from the database."""
+    """Decide in SQL: the reference rule, used while memory is not trusted (and by the tests
+    that compare it with the in-memory decision, `billing.access.entitlements.decide`)."""
     film_active = await session.scalar(select(Film.active).where(Film.id == film_id))
     if film_active is False:
         # Withdrawn (deactivated or deleted in the admin): nobody watches it, paid or not.
@@ -88,27 +88,36 @@ def access_body(fields: bytes, user_id: str, film_id: str) -> bytes:
     return b'{%s,"film_id":"%s","user_id":"%s"}' % (fields, film_id.encode(), user_id.encode())
 
 
-async def check(
-    *, sessionmaker, cache: AccessCache, user_id: uuid.UUID, film_id: uuid.UUID
-) -> bytes:
-    """The Access answer: from Redis in one round trip, else from the database (then cached)."""
-    user_key, film_key = str(user_id), str(film_id)
+async def decisions(
+    *, sessionmaker, cache: AccessCache, user_id: str, film_ids: list[str]
+) -> list[bytes]:
+    """Decision fields for one user and these films (canonical UUID strings): from memory (see
+    billing.access.cache), or in SQL while memory is not trusted."""
     try:
-        fields, versions = await cache.get(user_key, film_key)
-    except RedisError:
-        # Redis is down: answer from the database (slower, still correct), cache nothing.
-        logger.warning("access cache unavailable", exc_info=True)
-        fields, versions = None, None
+        answer = await cache.decisions(user_id, film_ids)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        # The cache's own connections failed: SQL through the main pool (its errors are mapped).
+        logger.warning("access cache could not read PostgreSQL", exc_info=True)
+        answer = None
+    if answer is not None:
+        return answer
+    cache.counters.database_answers += 1
+    now = cache.clock()
+    user = uuid.UUID(user_id)
+    async with sessionmaker() as session:
+        return [
+            (
+                await decide(session=session, user_id=user, film_id=uuid.UUID(film), now=now)
+            ).fields_json()
+            for film in film_ids
+        ]
+
+
+async def check(*, sessionmaker, cache: AccessCache, user_id: str, film_id: str) -> bytes:
+    """The Access answer for one user and film (canonical UUID strings)."""
+    fields = cache.cached(user_id, film_id)
     if fields is None:
-        now = utcnow()
-        async with sessionmaker() as session:
-            decision = await decide(session=session, user_id=user_id, film_id=film_id, now=now)
-        fields = decision.fields_json()
-        if versions is not None:
-            # An allowed decision lives until the paid period ends at the latest (put() caps it).
-            ttl = int((decision.until - now).total_seconds()) if decision.until else 1 << 30
-            try:
-                await cache.put(user_key, film_key, versions, fields, ttl)
-            except RedisError:
-                logger.warning("access cache unavailable", exc_info=True)
-    return access_body(fields, user_key, film_key)
+        (fields,) = await decisions(
+            sessionmaker=sessionmaker, cache=cache, user_id=user_id, film_ids=[film_id]
+        )
+    return access_body(fields, user_id, film_id)

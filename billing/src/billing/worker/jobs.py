@@ -26,6 +26,7 @@ from billing.outbox import (
     TOPIC_EMAIL,
     OutboxMessage,
     commit,
+    notify_access_changes,
 )
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments import state
@@ -301,7 +302,7 @@ async def renewal_period_ends(resources: Resources, now: datetime) -> int:
 
 
 async def deliver_outbox(resources: Resources, now: datetime) -> int:
-    """(e) Outbox: drop cached access decisions again, durably (see billing.outbox)."""
+    """(e) Outbox: the access notifications once more, durably (see billing.outbox)."""
     async with resources.sessionmaker() as session:
         messages = list(
             await session.scalars(
@@ -318,7 +319,8 @@ async def deliver_outbox(resources: Resources, now: datetime) -> int:
             uuid.UUID(m.payload["user_id"]) for m in messages if "user_id" in (m.payload or {})
         }
         everything = any(m.topic == TOPIC_CATALOG_CHANGED for m in messages)
-        await resources.access_cache.invalidate(users=users, everything=everything)
+        # Sent again with the delivery's commit: a second drop is harmless (see billing.outbox).
+        await notify_access_changes(session, users=users, catalog=everything)
         for message in messages:
             message.delivered_at = now
             message.attempts += 1
