@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # within this many seconds; otherwise checks read PostgreSQL (the bound for lost messages).
     access_stale_seconds: float = Field(2, validation_alias="BILLING_ACCESS_STALE_SECONDS", gt=0)
     # Connections each process uses to fill the access cache (plus one that listens).
-    access_db_pool_size: int = Field(4, validation_alias="BILLING_ACCESS_DB_POOL_SIZE", gt=0)
+    access_db_pool_size: int = Field(2, validation_alias="BILLING_ACCESS_DB_POOL_SIZE", gt=0)
     # Prefix of every Redis key billing writes (tests use their own).
     redis_prefix: str = Field("billing:", validation_alias="BILLING_REDIS_PREFIX")
     # Services (token `iss`) allowed on the internal access endpoints.
@@ -92,8 +92,10 @@ class Settings(BaseSettings):
     # Where pay_api sends the user after paying; `{payment_id}` is replaced. Empty = the page.
     payment_return_url: str = Field("", validation_alias="BILLING_PAYMENT_RETURN_URL")
     # Connection pools (the idempotency pool holds a connection while a keyed request runs).
-    db_pool_size: int = Field(10, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
-    db_max_overflow: int = Field(10, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
+    # Per process: billing runs several web processes (BILLING_WEB_WORKERS), so with the defaults two
+    # of them hold at most 2 × (2 × (5 + 5) + 3) = 46 connections.
+    db_pool_size: int = Field(5, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
+    db_max_overflow: int = Field(5, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
     # Largest request body (bytes): larger ones answer 413 payload_too_large (guard.py).
     max_body_bytes: int = Field(65536, validation_alias="BILLING_MAX_BODY_BYTES", gt=0)
