@@ -57,7 +57,7 @@ class AccessFastPath:
         self.inner = inner
         self.resources = resources
         self._services = resources.settings.access_check_service_set
-        self._test_clock = resources.settings.test_clock
+        self._test_clock = resources.settings.movable_clock
         self._metrics = AccessCheckMetrics()
 
     def __getattr__(self, name: str) -> Any:
