@@ -251,6 +251,7 @@ class Api:
         payment_id=None,
         description="Premium\nAll films, HD, cancel anytime",
         return_url="http://cinema.test/account",
+        **price_shown,
     ):
         body = {
             "payment_id": str(payment_id or uuid.uuid4()),
@@ -259,6 +260,7 @@ class Api:
             "currency": currency,
             "description": description,
             "return_url": return_url,
+            **price_shown,
         }
         response = self.client.post("/internal/v1/payments", json=body, headers=auth())
         assert response.status_code in (200, 201), response.json

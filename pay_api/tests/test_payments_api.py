@@ -49,6 +49,9 @@ def test_invalid_body_is_422_and_stores_nothing(client, db):
         body(currency="dollars"),
         body(payment_id="not-a-uuid"),
         body(return_url="javascript:alert(1)"),
+        body(amount=750, gross_amount=1000, discount_amount=200),  # 1000 - 200 is not 750
+        body(discount_amount=-1),
+        body(promo_code="X" * 65),
     ):
         response = client.post("/internal/v1/payments", json=bad, headers=auth())
         assert response.status_code == 422, bad

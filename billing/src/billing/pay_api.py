@@ -61,8 +61,12 @@ class PayApiClient:
         currency: str,
         description: str,
         return_url: str,
+        gross_amount: int | None = None,
+        discount_amount: int = 0,
+        promo_code: str | None = None,
     ) -> dict[str, Any]:
-        """POST /internal/v1/payments (idempotent by payment_id)."""
+        """POST /internal/v1/payments (idempotent by payment_id). `amount` is what is charged (the
+        net); gross, discount and the code are for the page to show."""
         body = {
             "payment_id": payment_id,
             "user_id": user_id,
@@ -70,6 +74,9 @@ class PayApiClient:
             "currency": currency,
             "description": description,
             "return_url": return_url,
+            "gross_amount": amount + discount_amount if gross_amount is None else gross_amount,
+            "discount_amount": discount_amount,
+            "promo_code": promo_code,
         }
         return await self._call("POST", "/internal/v1/payments", json=body)
 

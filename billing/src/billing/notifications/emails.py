@@ -85,8 +85,19 @@ def receipt(
     period_start: datetime,
     period_end: datetime,
     renewal: bool,
+    discount_amount: int = 0,
+    promo_code: str | None = None,
 ) -> Email:
+    """`amount` is what was charged (the net); with a discount the price before it and the
+    discount are shown above it."""
     what = "Your subscription was renewed" if renewal else "Thank you for subscribing"
+    discount = ""
+    if discount_amount:
+        named = f" ({promo_code})" if promo_code else ""
+        discount = (
+            f"Price: {for_people(amount + discount_amount, currency)}\n"
+            f"Discount{named}: -{for_people(discount_amount, currency)}\n"
+        )
     return about.email(
         "receipt",
         f"Receipt: {about.plan_name}, {for_people(amount, currency)}",
@@ -95,7 +106,7 @@ def receipt(
 
 Plan: {about.plan_name}
 Period: {_day(period_start)} – {_day(period_end)}
-Amount charged: {for_people(amount, currency)}
+{discount}Amount charged: {for_people(amount, currency)}
 Payment: {payment_id}
 """,
         payment_id,

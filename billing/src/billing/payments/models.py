@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -35,7 +36,13 @@ class Payment(Base):
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(PAYMENT_STATUSES)})", name="status"),
         CheckConstraint("kind IN ('first', 'renewal')", name="kind"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        # `amount` is what is charged: the net after a discount; 0 for a free (100%-off) payment,
+        # which billing settles itself without asking Stripe.
+        CheckConstraint("amount >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "discount_amount >= 0 AND gross_amount - discount_amount = amount",
+            name="net_is_gross_less_discount",
+        ),
         CheckConstraint("currency ~ '^[a-z]{3}$'", name="currency_iso"),
         # Invariant 2: refunded (succeeded + pending) never exceeds what was charged.
         CheckConstraint(
@@ -99,7 +106,12 @@ class Payment(Base):
     plan_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), ForeignKey("plans.id"))
     kind: Mapped[str] = mapped_column(String(16), default="first")
     status: Mapped[str] = mapped_column(String(24))
-    amount: Mapped[int] = mapped_column(BigInteger)  # minor units
+    amount: Mapped[int] = mapped_column(BigInteger)  # minor units: the net, what is charged
+    # The price before discounts. An insert without it (no discount) gets amount + discount from
+    # a trigger (migration promotions_2), so writers that know nothing of discounts stay right.
+    gross_amount: Mapped[int] = mapped_column(BigInteger, server_default=FetchedValue())
+    discount_amount: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    promo_code: Mapped[str | None] = mapped_column(Text)  # the code that gave the discount
     currency: Mapped[str] = mapped_column(String(3))
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)  # pending + succeeded
     description: Mapped[str] = mapped_column(Text, default="")
@@ -135,7 +147,8 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
     __table_args__ = (
         CheckConstraint("kind IN ('charge', 'refund', 'reversal')", name="kind"),
-        CheckConstraint("amount > 0", name="amount_positive"),
+        # A free (100%-off) payment still writes its charge row, of 0.
+        CheckConstraint("amount > 0 OR (kind = 'charge' AND amount = 0)", name="amount_positive"),
         CheckConstraint("(kind = 'charge') = (refund_id IS NULL)", name="refund_rows_name_refund"),
         Index("ix_ledger_entries_created_at", "created_at"),  # the reports' money by period
         # Invariant 1: at most one succeeded charge per payment.
@@ -165,6 +178,9 @@ class LedgerEntry(Base):
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)  # minor units, always positive; kind signs it
     currency: Mapped[str] = mapped_column(String(3))
+    # A charge row's price before its discount (charges only): gross - discount = amount.
+    gross_amount: Mapped[int | None] = mapped_column(BigInteger)
+    discount_amount: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

@@ -25,7 +25,10 @@ class PaymentOut(BaseModel):
     subscription_id: uuid.UUID
     plan_id: uuid.UUID
     status: str
-    amount: int
+    amount: int  # the net: what is (or was) charged
+    gross_amount: int  # the plan's price before discounts
+    discount_amount: int
+    promo_code: str | None
     currency: str
     refunded_amount: int
     payment_url: str | None
@@ -49,6 +52,8 @@ class LedgerEntryOut(BaseModel):
     kind: str
     amount: int
     currency: str
+    gross_amount: int | None = None  # charges: before the discount
+    discount_amount: int | None = None
     refund_id: uuid.UUID | None
     created_at: datetime
 

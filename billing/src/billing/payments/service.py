@@ -25,6 +25,7 @@ from billing.payments import state
 from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import AdminPaymentOut, PaymentOut, RefundOut
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES, UNPAID_FINAL_STATUSES
+from billing.promotions import redemptions
 from billing.renewals import transitions as renewals
 from billing.subscriptions import state as subscription_state
 from billing.subscriptions.models import LIVE_STATUSES, Subscription
@@ -198,10 +199,13 @@ async def _on_succeeded(
             kind="charge",
             amount=payment.amount,
             currency=payment.currency,
+            gross_amount=payment.gross_amount,
+            discount_amount=payment.discount_amount,
         )
         .on_conflict_do_nothing(index_elements=["payment_id"], index_where=text("kind = 'charge'"))
     )
     payment.succeeded_at = now
+    await redemptions.settle(session, payment_id=payment.id, payment_status="succeeded", now=now)
     subscription = await lock_subscription(session, payment.subscription_id)
     if payment.kind == "renewal":
         await renewals.on_paid(
@@ -239,6 +243,8 @@ async def _on_succeeded(
             payment_id=payment.id,
             amount=payment.amount,
             currency=payment.currency,
+            discount_amount=payment.discount_amount,
+            promo_code=payment.promo_code,
             period_start=start,
             period_end=end,
             renewal=False,
@@ -249,6 +255,7 @@ async def _on_succeeded(
 async def _on_unpaid(
     session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
 ) -> None:
+    await redemptions.settle(session, payment_id=payment.id, payment_status=payment.status, now=now)
     subscription = await lock_subscription(session, payment.subscription_id)
     if payment.kind == "renewal":
         await renewals.on_unpaid(

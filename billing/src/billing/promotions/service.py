@@ -42,6 +42,7 @@ from billing.promotions.schemas import (
     RenewalPhase,
     terms_of,
 )
+from billing.subscriptions.models import Subscription
 from billing.subscriptions.periods import period_end
 
 # How many renewals a preview looks ahead for a change of price before it calls the rest equal.
@@ -275,6 +276,62 @@ def present_quote(q: Quote) -> PriceOut:
         discount_source=q.source,
         renewals=q.renewals,
     )
+
+
+# --- what a renewal costs --------------------------------------------------------------------
+@dataclass(frozen=True)
+class PeriodPrice:
+    """What one period of a subscription costs, and the code behind its discount (if a code)."""
+
+    price: pricing.Price
+    promo_code: str | None
+
+
+async def period_price(
+    *,
+    session: AsyncSession,
+    subscription: Subscription,
+    period_start: datetime,
+    gross: int,
+    currency: str,
+) -> PeriodPrice:
+    """What the subscription's period starting at `period_start` costs — for the renewal job.
+
+    `gross`/`currency`: the period's price before discounts (the renewal job's: the plan's price
+    when the renewal is written). The promo code redeemed with the purchase (its terms as they
+    were then) discounts as many periods as its duration says — the first paid period is 1 — and
+    the user's personal discounts apply while valid at `period_start`; the larger discount wins.
+    A discount that would leave a price Stripe cannot charge is skipped for that period."""
+    plan = await session.get(Plan, subscription.plan_id)
+    paid_before = await session.scalar(
+        select(func.count()).where(
+            Payment.subscription_id == subscription.id,
+            Payment.status.in_(PAID_STATUSES),
+            Payment.period_start < period_start,
+        )
+    )
+    number = int(paid_before or 0) + 1
+    redemption = await session.scalar(
+        select(Redemption).where(
+            Redemption.subscription_id == subscription.id, Redemption.status == "confirmed"
+        )
+    )
+    code_terms = terms_of(redemption) if redemption is not None else None
+    candidates = [code_terms if code_terms and code_terms.lasts_for(number) else None]
+    candidates += [
+        terms_of(d)
+        for d in await personal_discounts(
+            session=session, user_id=subscription.user_id, plan=plan, at=period_start
+        )
+    ]
+    chargeable = [
+        terms
+        for terms in candidates
+        if terms is None or not pricing.apply(gross, currency, terms).below_minimum
+    ]
+    price, chosen = pricing.best(gross, currency, chargeable)
+    by_code = chosen is not None and code_terms is not None and chargeable[chosen] is candidates[0]
+    return PeriodPrice(price=price, promo_code=redemption.code if by_code else None)
 
 
 # --- the admin's view ------------------------------------------------------------------------

@@ -2,21 +2,24 @@
 
     reserved → confirmed     the payment succeeded (a later refund does not give the use back)
     reserved → released      the payment failed, expired or was canceled: the use returns
+    released → confirmed     Stripe charged after all (a cancel that lost the race): the use is
+                             taken again, even past the code's limit — the discount was given
 
-`confirmed` and `released` are final. A use is counted (in the code's and the user's counters)
-while it is `reserved` or `confirmed`; only the move to `released` gives it back, and that move is
-taken once (a conditional UPDATE on `status = 'reserved'`), so a use is never returned twice.
+`confirmed` is final. A use is counted (in the code's and the user's counters) while it is
+`reserved` or `confirmed`; only the move to `released` gives it back, and that move is taken once
+(under the payment's and the redemption's row locks), so a use is never returned twice.
 """
 
 from __future__ import annotations
 
 from billing.payments.state import PAID_STATUSES, UNPAID_FINAL_STATUSES
 
+STATUSES = ("reserved", "confirmed", "released")
 FINAL = ("confirmed", "released")
 
 
 def may_move(current: str, new: str) -> bool:
-    return current == "reserved" and new in FINAL
+    return (current == "reserved" and new in FINAL) or (current, new) == ("released", "confirmed")
 
 
 def status_for_payment(payment_status: str) -> str | None:

@@ -103,6 +103,8 @@ async def reserve(
         raise PaymentAlreadyRefunded()
     if payment.status not in REFUNDABLE_STATUSES:
         raise PaymentNotRefundable()
+    if payment.amount == 0:
+        raise PaymentNotRefundable("Nothing was charged for this payment (fully discounted).")
     remaining = payment.amount - payment.refunded_amount
     if user_id is not None:
         if payment.refunded_amount > 0:

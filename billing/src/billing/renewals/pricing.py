@@ -7,22 +7,38 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.plans.models import Plan
+from billing.promotions.service import period_price
 from billing.subscriptions.models import Subscription
 
 
 @dataclass(frozen=True)
 class RenewalPrice:
-    amount: int  # minor units
+    amount: int  # minor units: the net, what is charged (0: fully discounted, nothing to charge)
     currency: str
     description: str
+    gross_amount: int = 0
+    discount_amount: int = 0
+    promo_code: str | None = None
 
 
 async def renewal_amount(*, session: AsyncSession, subscription: Subscription) -> RenewalPrice:
     """The price of the subscription's next period: the plan's price when the renewal is written
-    (a manager's price change applies from the next renewal on)."""
+    (a manager's price change applies from the next renewal on), less the discount that applies
+    to that period (`promotions.service.period_price`: the redeemed code while it lasts, a
+    personal discount while valid)."""
     plan = await session.get(Plan, subscription.plan_id)
+    charge = await period_price(
+        session=session,
+        subscription=subscription,
+        period_start=subscription.current_period_end,
+        gross=plan.price_amount,
+        currency=plan.currency,
+    )
     return RenewalPrice(
-        amount=plan.price_amount,
+        amount=charge.price.net,
         currency=plan.currency,
         description=f"{plan.name} ({plan.period_count} {plan.period_unit}), renewal",
+        gross_amount=charge.price.gross,
+        discount_amount=charge.price.discount,
+        promo_code=charge.promo_code,
     )

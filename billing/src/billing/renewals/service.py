@@ -97,6 +97,9 @@ async def _write_renewal(
             kind="renewal",
             status="created",
             amount=price.amount,
+            gross_amount=price.gross_amount,
+            discount_amount=price.discount_amount,
+            promo_code=price.promo_code,
             currency=price.currency,
             refunded_amount=0,
             description=price.description,
@@ -133,10 +136,16 @@ async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> 
         refused: str | None = None
         asked_at = wall_now()
         try:
-            if payment.status == "created":
-                await send_registration(resources, payment)
-            await _within_rate(resources)
-            answer = await resources.pay_api.charge_off_session(str(payment.id), attempt=attempt)
+            if payment.amount == 0:
+                # Fully discounted (promotions): nothing to charge, it succeeds as it is.
+                answer = {"status": "succeeded"}
+            else:
+                if payment.status == "created":
+                    await send_registration(resources, payment)
+                await _within_rate(resources)
+                answer = await resources.pay_api.charge_off_session(
+                    str(payment.id), attempt=attempt
+                )
         except PayApiRejected as exc:
             if exc.code != NO_SAVED_CARD:
                 logger.error(

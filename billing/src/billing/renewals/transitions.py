@@ -74,6 +74,8 @@ async def on_paid(
             payment_id=payment.id,
             amount=payment.amount,
             currency=payment.currency,
+            discount_amount=payment.discount_amount,
+            promo_code=payment.promo_code,
             period_start=payment.period_start,
             period_end=payment.period_end,
             renewal=True,

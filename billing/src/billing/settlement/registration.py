@@ -26,6 +26,9 @@ async def send_registration(resources: Resources, payment: Payment) -> dict:
         currency=payment.currency,
         description=payment.description,
         return_url=resources.settings.return_url_for(str(payment.id)),
+        gross_amount=payment.gross_amount,
+        discount_amount=payment.discount_amount,
+        promo_code=payment.promo_code,
     )
 
 

@@ -48,6 +48,7 @@ async def buy(
             session=session,
             user_id=user_id,
             plan_id=body.plan_id,
+            promo_code=body.promo_code,
             now=utcnow(),
         )
         return status, result.model_dump(mode="json")

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from billing.payments.schemas import PaymentOut, RefundOut
 from billing.plans.schemas import Money
@@ -14,6 +14,7 @@ class PurchaseIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     plan_id: uuid.UUID
+    promo_code: str | None = Field(None, max_length=64)
 
 
 class SubscriptionOut(BaseModel):

@@ -9,6 +9,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.config import Settings
 from billing.errors import (
     BillingError,
     SubscriptionExists,
@@ -25,6 +26,8 @@ from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.payments.state import PAID_STATUSES as PAID_PAYMENT_STATUSES
 from billing.plans import service as plans
 from billing.plans.schemas import Money
+from billing.promotions import redemptions
+from billing.promotions import service as promotions
 from billing.refunds import service as refunds
 from billing.renewals import service as renewals
 from billing.resources import Resources
@@ -63,9 +66,15 @@ async def purchase(
     user_id: uuid.UUID,
     plan_id: uuid.UUID,
     now: datetime,
+    promo_code: str | None = None,
 ) -> tuple[int, PurchaseOut]:
     """Buy a plan: 201 with a new incomplete subscription and its payment (registered with pay_api),
-    or 200 with the open one. The rows are committed before pay_api is asked."""
+    or 200 with the open one (at the price it was made with). The rows are committed before
+    pay_api is asked.
+
+    The server prices it (`promotions.quote`: the code's refusals are raised before anything is
+    written); a promo code's use is reserved in the same transaction as the payment. A free
+    (100%-off) payment is settled here: nothing to charge, no pay_api, the subscription active."""
     settings = resources.settings
     plan = await plans.get_buyable(session=session, plan_id=plan_id)
     # A paid period that ended but that the worker has not expired yet no longer holds the plan.
@@ -85,6 +94,10 @@ async def purchase(
         )
         if held is not None:
             raise SubscriptionExists()
+        quote = await promotions.quote(
+            session=session, plan=plan, user_id=user_id, promo_code=promo_code, now=now
+        )
+        price = quote.price
         subscription = state.begin(user_id=user_id, plan=plan, now=now)
         payment_id = uuid.uuid4()
         payment = Payment(
@@ -94,10 +107,13 @@ async def purchase(
             plan_id=plan_id,
             kind="first",
             status="created",
-            amount=plan.price_amount,
+            amount=price.net,
+            gross_amount=price.gross,
+            discount_amount=price.discount,
+            promo_code=quote.promo_code.code if quote.source == "promo_code" else None,
             currency=plan.currency,
             description=f"{plan.name} ({plan.period_count} {plan.period_unit})",
-            payment_url=settings.payment_url_for(str(payment_id)),
+            payment_url=None if price.free else settings.payment_url_for(str(payment_id)),
             expires_at=now + timedelta(seconds=settings.payment_ttl_seconds),
             next_check_at=now + timedelta(seconds=settings.reconcile_base_seconds),
             created_at=now,
@@ -109,6 +125,17 @@ async def purchase(
                 await session.flush()
                 session.add(payment)
                 await session.flush()
+                if quote.source == "promo_code":
+                    await redemptions.reserve(
+                        session,
+                        promo=quote.promo_code,
+                        user_id=user_id,
+                        payment_id=payment_id,
+                        subscription_id=subscription.id,
+                        now=now,
+                    )
+                if price.free:
+                    await settle_free(session, payment=payment, now=now, settings=settings)
             status_code = 201
         except IntegrityError:
             # A concurrent purchase of the same plan won the partial unique index.
@@ -120,6 +147,16 @@ async def purchase(
     if payment.status == "created":
         await register(resources=resources, payment_id=payment_id, now=now, raise_errors=True)
     return status_code, await _purchase_out(session, payment_id)
+
+
+async def settle_free(
+    session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
+) -> None:
+    """A payment of 0 (fully discounted) succeeds at once, through the same state machine and
+    effects as a charged one (ledger row of 0, redemption confirmed, subscription active)."""
+    await payments.apply_gateway_status(
+        session, payment=payment, status="succeeded", now=now, settings=settings
+    )
 
 
 async def expire_ended(
@@ -247,6 +284,7 @@ async def cancel(
     if (
         payment is not None
         and payment.status == "succeeded"
+        and payment.amount > 0  # a free payment has nothing to give back: no renewal instead
         and payment.refunded_amount == 0
         and window_end is not None
         and now <= window_end

@@ -51,6 +51,7 @@ def create_payment():
         currency=data.currency,
         description=data.description,
         return_url=data.return_url,
+        price_shown=data.price_shown(),
     )
     return jsonify(payment_body(payment, full=False)), 201 if created else 200
 

@@ -103,6 +103,12 @@ def _payment_page(raw_id: str, *, template: str, card_update: bool = False):
         title=title.strip() or "Subscription",
         details=details.strip(),
         amount_text=format_money(payment.amount, payment.currency),
+        gross_text=format_money(payment.gross_amount or payment.amount, payment.currency),
+        discount_text=(
+            format_money(payment.discount_amount, payment.currency)
+            if payment.discount_amount
+            else None
+        ),
         status=service.page_status(payment),
         checking_message=service.CHECKING_WITH_THE_BANK,
         stripe_js_url=settings.stripe_js,

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+
+
+@dataclass(frozen=True)
+class PriceShown:
+    """What the page shows above the total: the price, the discount and its code."""
+
+    gross_amount: int
+    discount_amount: int = 0
+    promo_code: str | None = None
 
 
 class CreatePaymentIn(BaseModel):
@@ -16,6 +26,21 @@ class CreatePaymentIn(BaseModel):
     currency: str = Field(pattern=r"^[A-Za-z]{3}$")
     description: str = Field("", max_length=1000)
     return_url: str | None = Field(None, max_length=2000)
+    # Shown on the page: the price before a discount, the discount and the code behind it.
+    gross_amount: StrictInt | None = Field(None, gt=0, le=10**12)
+    discount_amount: StrictInt = Field(0, ge=0, le=10**12)
+    promo_code: str | None = Field(None, max_length=64)
+
+    @model_validator(mode="after")
+    def _net_is_gross_less_discount(self):
+        if self.gross_amount is None:
+            self.gross_amount = self.amount + self.discount_amount
+        if self.gross_amount - self.discount_amount != self.amount:
+            raise ValueError("gross_amount - discount_amount must equal amount")
+        return self
+
+    def price_shown(self) -> PriceShown:
+        return PriceShown(self.gross_amount, self.discount_amount, self.promo_code)
 
     @field_validator("currency")
     @classmethod

@@ -43,6 +43,7 @@ from pay_api.gateway import Gateway, IntentState
 from pay_api.logs import current_request_id
 from pay_api.payments import card_setups, state
 from pay_api.payments.models import Customer, Payment
+from pay_api.payments.schemas import PriceShown
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,13 @@ def create_payment(
     currency: str,
     description: str,
     return_url: str | None,
+    price_shown: PriceShown | None = None,
 ) -> tuple[Payment, bool]:
-    """Record a payment billing asked for; idempotent by payment id. Returns (payment, created)."""
+    """Record a payment billing asked for; idempotent by payment id. Returns (payment, created).
+
+    `price_shown`: the price before a discount and the discount, for the page (the charge is
+    `amount`)."""
+    price_shown = price_shown or PriceShown(gross_amount=amount)
     with db.transaction() as session:
         inserted = session.execute(
             insert(Payment)
@@ -120,6 +126,9 @@ def create_payment(
                 currency=currency,
                 description=description,
                 return_url=return_url,
+                gross_amount=price_shown.gross_amount,
+                discount_amount=price_shown.discount_amount,
+                promo_code=price_shown.promo_code,
                 status="pending",
                 confirm_attempts=0,
                 amount_refunded=0,
