@@ -6,19 +6,18 @@ same name. A step returns a short human summary and raises `StepFailed` when the
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .clients import CARD_OK, BillingClient, PaymentPage, StackSettings
-from .clients.stack import ROOT
+from .clients import CARD_OK, BillingClient, PaymentPage, StackSettings, catalog
+from .clients.stripe_side import StripeSide
 
 # The demo data `admin/manage.py load_demo_data` creates (fixed ids, so the scenario can name them)
 DEMO_PLAN_ID = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 COVERED_FILM_ID = "11111111-1111-4111-8111-111111111111"
+DEMO_PROMO_CODE = "WELCOME20"  # 20% off the first payment
 FREE_FILM_ID = "33333333-3333-4333-8333-333333333333"
 
 
@@ -49,6 +48,7 @@ class Scenario:
         yield "User buys the plan and gets a payment link", self.buy
         yield "Pay on the payment page with card 4242", self.pay
         yield "Wait for the payment", self.wait_for_payment
+        yield "Stripe charged the discounted amount", self.check_stripe_charge
         yield "Check the user may watch", self.check_access
         yield "User cancels within the refund window", self.cancel
         yield "The refund shows in the payment history", self.check_refund_in_history
@@ -57,21 +57,9 @@ class Scenario:
     # --- steps -------------------------------------------------------------------------------
 
     def seed(self) -> str:
-        subprocess.run(
-            [sys.executable, "admin/manage.py", "load_demo_data"],
-            cwd=ROOT,
-            env=self.settings.env(),
-            check=True,
-            capture_output=True,
-        )
-        subprocess.run(
-            [sys.executable, "-m", "etl", "--once"],
-            cwd=ROOT,
-            env=self.settings.env(),
-            check=True,
-            capture_output=True,
-        )
-        return f"demo plan {DEMO_PLAN_ID} copied to billing"
+        catalog.manage(self.settings, "load_demo_data")
+        catalog.copy_to_billing(self.settings)
+        return f"demo plan {DEMO_PLAN_ID} and promo code {DEMO_PROMO_CODE} copied to billing"
 
     def get_token(self) -> str:
         self.user = BillingClient(self.settings, on_exchange=self.on_exchange)
@@ -90,13 +78,24 @@ class Scenario:
         return self._expect_access(COVERED_FILM_ID, allowed=False)
 
     def buy(self) -> str:
-        response = self._user.buy(DEMO_PLAN_ID, idempotency_key=f"demo-{self._user.user_id}")
+        response = self._user.buy(
+            DEMO_PLAN_ID, idempotency_key=f"demo-{self._user.user_id}", promo_code=DEMO_PROMO_CODE
+        )
         expect(response.status_code == 201, f"POST /subscriptions answered {response.status_code}")
         self.payment = response.json()["payment"]
         self.subscription = response.json()["subscription"]
         expect(self.payment["status"] == "pending", f"payment is {self.payment['status']}")
+        price = self.plan["price"]["amount"]
+        expect(
+            (self.payment["gross_amount"], self.payment["amount"])
+            == (price, price - (price * 20 + 50) // 100),
+            f"expected {price} less 20%, got {self.payment}",
+        )
         return (
-            f"payment {self.payment['id']} {self.payment['status']}: {self.payment['payment_url']}"
+            f"{DEMO_PROMO_CODE}: {self.payment['gross_amount']} - "
+            f"{self.payment['discount_amount']} = {self.payment['amount']} "
+            f"{self.payment['currency']}; payment {self.payment['id']} {self.payment['status']}: "
+            f"{self.payment['payment_url']}"
         )
 
     def pay(self) -> str:
@@ -113,6 +112,14 @@ class Scenario:
         expect(payment["status"] == "succeeded", f"payment stayed {payment['status']}")
         self.payment = payment
         return f"succeeded after {time.monotonic() - started:.1f} s"
+
+    def check_stripe_charge(self) -> str:
+        stripe = StripeSide(self.settings).payment(self.payment["id"])
+        expect(
+            stripe.charged == self.payment["amount"] < self.payment["gross_amount"],
+            f"Stripe charged {stripe.charged}; billing's net is {self.payment['amount']}",
+        )
+        return f"Stripe charged {stripe.charged} {self.payment['currency']} (the discounted price)"
 
     def check_access(self) -> str:
         return self._expect_access(COVERED_FILM_ID, allowed=True)

@@ -4,8 +4,9 @@ from catalog.management.commands.load_demo_data import (
     MATRIX_ID,
     NOSFERATU_ID,
     PREMIUM_MONTHLY_ID,
+    WELCOME20_ID,
 )
-from catalog.models import Film, Plan
+from catalog.models import Film, Plan, PromoCode
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
@@ -16,6 +17,7 @@ def snapshot():
     return (
         sorted(Film.objects.values_list("id", "title", "active", "updated_at")),
         sorted(Plan.objects.values_list("id", "name", "price_amount", "currency", "updated_at")),
+        sorted(PromoCode.objects.values_list("id", "code", "percent_off", "updated_at")),
     )
 
 
@@ -34,6 +36,9 @@ def test_load_demo_data_creates_the_fixed_catalog():
     assert (plan.active, plan.all_films) == (True, False)
     assert set(plan.films.values_list("pk", flat=True)) == {MATRIX_ID, INCEPTION_ID}
     assert not Film.objects.get(pk=NOSFERATU_ID).plans.exists()
+    promo = PromoCode.objects.get()
+    assert (promo.pk, promo.code, promo.percent_off) == (WELCOME20_ID, "WELCOME20", 20)
+    assert (promo.duration, promo.max_per_user, promo.all_plans) == ("once", 1, True)
 
 
 def test_load_demo_data_twice_touches_nothing():

@@ -264,3 +264,20 @@ def test_redemptions_page_when_billing_is_down(manager_client, billing, settings
     settings.BILLING_URL = "http://127.0.0.1:9"  # nothing listens there
     page = manager_client.get(reverse("admin:catalog_promocode_redemptions", args=[promo.pk]))
     assert "billing_unavailable" in page.content.decode()
+
+
+def test_promo_code_command_creates_updates_and_refuses(capsys):
+    from django.core.management import CommandError, call_command
+
+    plan = make_plan("Cheap", price_amount=100)
+    call_command("promo_code", "TEN", "--percent-off", "10", "--max-redemptions", "10")
+    promo = PromoCode.objects.get(code="TEN")
+    assert (promo.percent_off, promo.max_redemptions, promo.all_plans) == (10, 10, True)
+    call_command("promo_code", "TEN", "--percent-off", "10", "--max-redemptions", "10")
+    assert "unchanged" in capsys.readouterr().out
+    call_command("promo_code", "TEN", "--percent-off", "20", "--plan", str(plan.pk))
+    promo.refresh_from_db()
+    assert (promo.percent_off, promo.all_plans, list(promo.plans.all())) == (20, False, [plan])
+    with pytest.raises(CommandError, match="Cheap: 1.00 USD becomes 0.40 USD"):
+        call_command("promo_code", "SIXTY", "--percent-off", "60")
+    assert not PromoCode.objects.filter(code="SIXTY").exists()

@@ -39,9 +39,16 @@ class BillingClient:
     def plans(self) -> httpx.Response:
         return self.http.get("/api/v1/plans")
 
-    def buy(self, plan_id: str, idempotency_key: str | None = None) -> httpx.Response:
+    def buy(
+        self, plan_id: str, idempotency_key: str | None = None, promo_code: str | None = None
+    ) -> httpx.Response:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        return self.http.post("/api/v1/subscriptions", json={"plan_id": plan_id}, headers=headers)
+        body = {"plan_id": plan_id, **({"promo_code": promo_code} if promo_code else {})}
+        return self.http.post("/api/v1/subscriptions", json=body, headers=headers)
+
+    def price(self, plan_id: str, promo_code: str | None = None) -> httpx.Response:
+        params = {"promo_code": promo_code} if promo_code else {}
+        return self.http.get(f"/api/v1/plans/{plan_id}/price", params=params)
 
     def subscriptions(self) -> httpx.Response:
         return self.http.get("/api/v1/subscriptions")
@@ -86,6 +93,11 @@ class BillingInternalClient:
 
     def access(self, user_id: str, film_id: str) -> httpx.Response:
         return self.http.get("/internal/v1/access", params={"user_id": user_id, "film_id": film_id})
+
+    def promo_redemptions(self, promo_code_id: str) -> httpx.Response:
+        return self.http.get(
+            f"/internal/v1/promo-codes/{promo_code_id}/redemptions", params={"limit": 200}
+        )
 
     def user_payments(self, user_id: str) -> httpx.Response:
         return self.http.get(f"/internal/v1/users/{user_id}/payments")

@@ -8,12 +8,27 @@ import uuid
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from catalog.models import Film, Plan
+from catalog.models import Film, Plan, PromoCode
 
 MATRIX_ID = uuid.UUID("11111111-1111-4111-8111-111111111111")
 INCEPTION_ID = uuid.UUID("22222222-2222-4222-8222-222222222222")
 NOSFERATU_ID = uuid.UUID("33333333-3333-4333-8333-333333333333")
 PREMIUM_MONTHLY_ID = uuid.UUID("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa")
+WELCOME20_ID = uuid.UUID("cccccccc-cccc-4ccc-8ccc-cccccccccccc")
+
+# 20% off the first payment, once per user, any plan: `make demo` buys with it.
+DEMO_PROMO_CODES = {
+    WELCOME20_ID: {
+        "code": "WELCOME20",
+        "description": "20% off the first payment (demo).",
+        "percent_off": 20,
+        "duration": "once",
+        "max_redemptions": None,
+        "max_per_user": 1,
+        "all_plans": True,
+        "active": True,
+    },
+}
 
 DEMO_FILMS = {
     MATRIX_ID: {
@@ -70,7 +85,7 @@ def _upsert(model, pk: uuid.UUID, fields: dict) -> tuple[object, str]:
 
 
 class Command(BaseCommand):
-    help = "Create or restore the demo films and plan (fixed ids; safe to run again)."
+    help = "Create or restore the demo films, plan and promo code (fixed ids; safe to run again)."
 
     @transaction.atomic
     def handle(self, *args, **options) -> None:
@@ -84,3 +99,6 @@ class Command(BaseCommand):
                 plan.films.set(spec["films"])  # bumps updated_at through catalog.signals
                 outcome = "updated" if outcome == "unchanged" else outcome
             self.stdout.write(f"plan {plan.pk} {plan.name!r}: {outcome}")
+        for promo_id, fields in DEMO_PROMO_CODES.items():
+            promo, outcome = _upsert(PromoCode, promo_id, fields)
+            self.stdout.write(f"promo code {promo.pk} {promo.code!r}: {outcome}")
