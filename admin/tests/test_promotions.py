@@ -280,4 +280,6 @@ def test_promo_code_command_creates_updates_and_refuses(capsys):
     assert (promo.percent_off, promo.all_plans, list(promo.plans.all())) == (20, False, [plan])
     with pytest.raises(CommandError, match="Cheap: 1.00 USD becomes 0.40 USD"):
         call_command("promo_code", "SIXTY", "--percent-off", "60")
+    call_command("promo_code", "THREE", "--amount-off", "0.30", "--currency", "usd")
+    assert PromoCode.objects.get(code="THREE").amount_off == 30  # 1.00 - 0.30 = 0.70 USD
     assert not PromoCode.objects.filter(code="SIXTY").exists()

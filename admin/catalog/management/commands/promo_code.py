@@ -1,9 +1,10 @@
 """Create or update a promo code from the command line, with the admin form's rules (one kind of
 discount, plans, Stripe's minimum charge). Idempotent by code (any case): the same arguments twice
-change nothing the second time. Amounts are in minor units, as billing stores them.
+change nothing the second time. An amount off is typed in its currency's units, as in the admin
+("3.00" USD, "300" JPY).
 
     manage.py promo_code WELCOME20 --percent-off 20 --max-redemptions 100 --max-per-user 1
-    manage.py promo_code SAVE3 --amount-off 300 --currency usd --duration repeating --periods 3
+    manage.py promo_code SAVE3 --amount-off 3.00 --currency usd --duration repeating --periods 3
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("code")
         kind = parser.add_mutually_exclusive_group(required=True)
         kind.add_argument("--percent-off", type=int)
-        kind.add_argument("--amount-off", type=int, help="minor units of --currency")
+        kind.add_argument("--amount-off", help="in --currency's units: 3.00 (USD), 300 (JPY)")
         parser.add_argument("--currency", default="")
         parser.add_argument("--duration", choices=["once", "repeating", "forever"], default="once")
         parser.add_argument("--periods", type=int, help="payments discounted (repeating)")
