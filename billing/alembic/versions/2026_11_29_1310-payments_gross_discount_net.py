@@ -1,7 +1,7 @@
 """payments and ledger charges carry gross, discount and net; a free (100%-off) payment is 0
 
 Revision ID: promotions_2
-Revises: pruning_1
+Revises: 0005
 Create Date: 2026-11-29 12:30:00.000000+00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "promotions_2"
-down_revision: str | None = "pruning_1"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
