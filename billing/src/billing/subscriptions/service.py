@@ -155,7 +155,11 @@ async def settle_free(
     """A payment of 0 (fully discounted) succeeds at once, through the same state machine and
     effects as a charged one (ledger row of 0, redemption confirmed, subscription active)."""
     await payments.apply_gateway_status(
-        session, payment=payment, status="succeeded", now=now, settings=settings
+        session,
+        payment=payment,
+        report=payments.PaymentReport(status="succeeded"),
+        now=now,
+        settings=settings,
     )
 
 
