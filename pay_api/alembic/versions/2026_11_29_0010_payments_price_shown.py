@@ -1,7 +1,7 @@
 """payments: the price before a discount, the discount and its code, for the payment page
 
 Revision ID: promotions_page_1
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-29 12:40:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "promotions_page_1"
-down_revision: str | None = "0008"
+down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
