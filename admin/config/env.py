@@ -1,12 +1,15 @@
-"""Tiny helpers that read settings from the environment (no third-party settings library)."""
+"""Settings from the environment, read with django-environ (typed values, database URLs), under
+two rules of ours: an empty variable counts as unset (env files write `NAME=`), and a required
+one without a value, or a value that is not of its type, refuses to start."""
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal, InvalidOperation
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+import environ
 from django.core.exceptions import ImproperlyConfigured
+
+env = environ.Env()
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -14,8 +17,8 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 def env_str(name: str, default: str | None = None) -> str:
     """The variable's value, the default when unset, or ImproperlyConfigured when required."""
-    value = os.environ.get(name)
-    if value is None or value == "":
+    value = env.str(name, default="")
+    if value == "":
         if default is None:
             raise ImproperlyConfigured(f"Set the {name} environment variable.")
         return default
@@ -23,9 +26,10 @@ def env_str(name: str, default: str | None = None) -> str:
 
 
 def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
+    """Strict: 1/0, true/false, yes/no, on/off (django-environ would read a typo as False)."""
+    if name not in env.ENVIRON:
         return default
+    value = env.str(name)
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
@@ -35,21 +39,19 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    if value is None or value == "":
+    if not env.str(name, default=""):
         return default
     try:
-        return int(value)
+        return env.int(name)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}.") from exc
+        raise ImproperlyConfigured(f"{name} must be an integer, got {env.str(name)!r}.") from exc
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
     """A comma-separated list; empty items are dropped."""
-    value = os.environ.get(name)
-    if value is None:
+    if name not in env.ENVIRON:
         return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    return [item.strip() for item in env.list(name) if item.strip()]
 
 
 def parse_money_limits(value: str) -> dict[str, Decimal]:
@@ -67,21 +69,11 @@ def parse_money_limits(value: str) -> dict[str, Decimal]:
 
 
 def database_from_url(url: str) -> dict:
-    """Django's DATABASES entry for postgresql://user:password@host:port/name?option=value."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.split("+", 1)[0]
-    if scheme not in {"postgres", "postgresql"}:
-        raise ImproperlyConfigured(f"Only PostgreSQL database URLs are supported, got {scheme!r}.")
-    name = unquote(parts.path.lstrip("/"))
-    if not name:
+    """Django's DATABASES entry for postgresql://user:password@host:port/name?option=value
+    (django-environ's parser; options such as sslmode go to libpq unchanged)."""
+    config = environ.Env.db_url_config(url)
+    if config.get("ENGINE") != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("Only PostgreSQL database URLs are supported.")
+    if not config.get("NAME"):
         raise ImproperlyConfigured("The database URL names no database.")
-    return {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": name,
-        "USER": unquote(parts.username or ""),
-        "PASSWORD": unquote(parts.password or ""),
-        "HOST": parts.hostname or "",
-        "PORT": str(parts.port or ""),
-        # sslmode, connect_timeout, ... are passed to libpq unchanged.
-        "OPTIONS": dict(parse_qsl(parts.query)),
-    }
+    return config

@@ -50,3 +50,27 @@ def test_the_smtp_relay_comes_from_the_smtp_settings():
         "False",
         "billing@cinema.example",
     ]
+
+
+def test_database_urls_and_typed_values_are_read_or_refused(monkeypatch):
+    import pytest
+    from config.env import database_from_url, env_bool, env_int, env_str
+    from django.core.exceptions import ImproperlyConfigured
+
+    config = database_from_url("postgresql://u:p%40ss@db.example:6432/admin?sslmode=require")
+    assert (config["NAME"], config["USER"], config["PASSWORD"]) == ("admin", "u", "p@ss")
+    assert (config["HOST"], str(config["PORT"])) == ("db.example", "6432")
+    assert config["OPTIONS"] == {"sslmode": "require"}
+    with pytest.raises(ImproperlyConfigured):
+        database_from_url("mysql://u@h/admin")
+    monkeypatch.setenv("ADMIN_TEST_INT", "")
+    assert env_int("ADMIN_TEST_INT", 7) == 7  # empty: the default
+    monkeypatch.setenv("ADMIN_TEST_INT", "seven")
+    with pytest.raises(ImproperlyConfigured, match="ADMIN_TEST_INT"):
+        env_int("ADMIN_TEST_INT", 7)
+    monkeypatch.setenv("ADMIN_TEST_BOOL", "maybe")
+    with pytest.raises(ImproperlyConfigured, match="ADMIN_TEST_BOOL"):
+        env_bool("ADMIN_TEST_BOOL", True)
+    monkeypatch.setenv("ADMIN_TEST_STR", "")
+    with pytest.raises(ImproperlyConfigured, match="ADMIN_TEST_STR"):
+        env_str("ADMIN_TEST_STR")
