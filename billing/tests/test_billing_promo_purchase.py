@@ -374,3 +374,48 @@ async def test_period_price_uses_a_personal_discount_while_it_is_valid(billing):
             **USD_1000,
         )
     assert (second.price.net, second.promo_code, third.price.net) == (800, None, 1000)
+
+
+@pytest.mark.parametrize(
+    ("terms", "renewal_nets"),
+    [
+        ({"percent_off": 25, "duration": "repeating", "duration_periods": 2}, [750, 1000]),
+        ({"percent_off": 100, "duration": "forever"}, [0, 0]),
+    ],
+)
+async def test_the_renewal_job_applies_the_code_for_as_long_as_it_lasts(
+    billing, terms, renewal_nets
+):
+    """Through the real renewal job: each renewal's payment carries gross, discount and net; a
+    fully discounted renewal succeeds without pay_api and still extends the subscription."""
+    plan_id = await billing.put_plan(price_amount=1000, period_unit="day", period_count=30)
+    promo = await put_promo(billing, **terms)
+    user = uuid.uuid4()
+    purchase = await bought(billing, user, plan_id, promo["code"])
+    if purchase["payment"]["status"] != "succeeded":
+        await billing.event(purchase["payment"], "succeeded")
+    subscription_id = purchase["subscription"]["id"]
+    got = []
+    for _ in renewal_nets:
+        end = await billing.scalar(
+            "SELECT current_period_end FROM subscriptions WHERE id = :s", s=subscription_id
+        )
+        registrations = len(billing.fake.calls_to("POST", "/internal/v1/payments"))
+        done = await billing.work(now=end - timedelta(minutes=30))
+        assert -1 not in done.values(), done
+        renewal = await billing.scalar(
+            "SELECT row_to_json(p) FROM payments p WHERE subscription_id = :s"
+            " AND kind = 'renewal' AND period_start = :start",
+            s=subscription_id,
+            start=end,
+        )
+        assert renewal["status"] == "succeeded", renewal
+        assert renewal["gross_amount"] - renewal["discount_amount"] == renewal["amount"]
+        got.append(renewal["amount"])
+        if renewal["amount"] == 0:
+            assert len(billing.fake.calls_to("POST", "/internal/v1/payments")) == registrations
+    assert got == renewal_nets
+    status = await billing.scalar(
+        "SELECT status FROM subscriptions WHERE id = :s", s=subscription_id
+    )
+    assert status == "active"
