@@ -9,6 +9,7 @@ from catalog.management.commands.load_demo_data import (
 from catalog.models import Film, Plan, PromoCode
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.http import HttpRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +73,8 @@ def test_ensure_superuser_creates_then_keeps_the_user(monkeypatch, client):
     assert users.count() == 1
     user = users.get()
     assert user.is_superuser and user.is_staff and user.is_active
-    assert client.login(username="boss", password="first-secret-1")
+    # django-axes checks logins per request: the test client's login passes one.
+    assert client.login(request=HttpRequest(), username="boss", password="first-secret-1")
 
 
 def test_ensure_superuser_applies_a_changed_password_and_restores_flags(monkeypatch):

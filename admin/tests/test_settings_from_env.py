@@ -6,20 +6,20 @@ from pathlib import Path
 ADMIN = Path(__file__).resolve().parents[1]
 
 
-def email_settings(**env: str) -> list[str]:
-    """The EMAIL_* settings production would run with, read in a fresh interpreter."""
+def settings_of(module: str, names: str, *, drop_prefix: str = "", **env: str) -> list[str]:
+    """Settings `names` (space-separated) of `module`, read in a fresh interpreter with the
+    environment's variables starting with `drop_prefix` removed and `env` set."""
     code = (
-        "from django.conf import settings as s; import django; django.setup(); "
-        "print(s.EMAIL_BACKEND, s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_USE_TLS, "
-        "s.DEFAULT_FROM_EMAIL)"
+        "import django; from django.conf import settings as s; django.setup(); "
+        f"print(*[getattr(s, n) for n in {names.split()!r}])"
     )
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SMTP_")}
+    clean = {k: v for k, v in os.environ.items() if not (drop_prefix and k.startswith(drop_prefix))}
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=ADMIN,
         env={
             **clean,
-            "DJANGO_SETTINGS_MODULE": "config.settings.production",
+            "DJANGO_SETTINGS_MODULE": module,
             "DJANGO_SECRET_KEY": "test-only-" * 6,
             "SERVICE_JWT_SECRET": "test-only",
             **env,
@@ -29,6 +29,16 @@ def email_settings(**env: str) -> list[str]:
         check=True,
     )
     return done.stdout.split()
+
+
+def email_settings(**env: str) -> list[str]:
+    """The EMAIL_* settings production would run with, read in a fresh interpreter."""
+    return settings_of(
+        "config.settings.production",
+        "EMAIL_BACKEND EMAIL_HOST EMAIL_PORT EMAIL_HOST_USER EMAIL_USE_TLS DEFAULT_FROM_EMAIL",
+        drop_prefix="SMTP_",
+        **env,
+    )
 
 
 def test_no_smtp_relay_writes_mail_to_the_log():

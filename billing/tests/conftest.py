@@ -166,6 +166,9 @@ def make_settings(database_url: str, pay_api_url: str, **overrides: Any) -> Sett
         "BILLING_DB_MAX_OVERFLOW": 15,
         "BILLING_SMTP_PORT": MAIL["relay_port"],
         "BILLING_ACCESS_DB_POOL_SIZE": 2,
+        # Tests fire many requests of one user at once; test_billing_rate_limits sets its own.
+        "BILLING_RATE_LIMIT_PER_USER": "100000/minute",
+        "BILLING_RATE_LIMIT_PER_ADDRESS": "100000/minute",
         **overrides,
     }
     return Settings(**values)

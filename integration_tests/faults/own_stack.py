@@ -48,6 +48,12 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         # localstripe), and may be told to crash at named points (pay_api/failpoints.py)
         "STRIPE_API_BASE": f"http://127.0.0.1:{port_base + 421}",
         "PAY_API_FAILPOINTS_DIR": str(data_dir / "failpoints"),
+        # The test load is legitimate but all of it comes from 127.0.0.1, and some tests fire 50
+        # requests of one user at once: limits that still bound a runaway loop, far above it.
+        "BILLING_RATE_LIMIT_PER_ADDRESS": "100000/minute",
+        "BILLING_RATE_LIMIT_PER_USER": "1000/minute",
+        "PAY_API_RATE_LIMIT_PER_ADDRESS": "100000/minute",
+        "PAY_API_RATE_LIMIT_PER_PAYMENT": "1000/minute",
     }
 
 

@@ -4,6 +4,7 @@ started through scripts/localstripe_server.py, and a recording stand-in for bill
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from stack_env import postgres_server_url  # noqa: E402 - the stack's settings, 
 ADMIN_DSN = f"{postgres_server_url()}/postgres"
 SERVICE_SECRET = "test-service-secret-0123456789abcdef"
 WEBHOOK_SECRET = "whsec_test_secret"
+RUN_ID = uuid.uuid4().hex[:10]
 PUBLISHABLE_KEY = "pk_test_offline"
 
 
@@ -193,6 +195,12 @@ def make_settings(database_url: str, localstripe: str, billing_url: str, **overr
         "PAY_API_OUTBOX_IMMEDIATE": False,
         "PAY_API_STRIPE_TIMEOUT": 10,
         "PAY_API_OUTBOX_TIMEOUT": 2,
+        # Real Redis for the rate limits' counters, this run's own keys; the suite fires many page
+        # calls from one address (test_rate_limits sets low limits of its own).
+        "REDIS_URL": os.environ.get("PAY_API_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+        "PAY_API_RATE_LIMIT_PREFIX": f"pay_api_test_{RUN_ID}",
+        "PAY_API_RATE_LIMIT_PER_ADDRESS": "100000/minute",
+        "PAY_API_RATE_LIMIT_PER_PAYMENT": "100000/minute",
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

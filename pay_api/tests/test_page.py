@@ -73,3 +73,54 @@ def test_money_formatting():
     assert format_money(500, "jpy") == "500 JPY"
     assert format_money(1234567, "eur") == "12,345.67 EUR"
     assert format_money(1500, "kwd") == "1.500 KWD"
+
+
+def test_the_page_may_run_only_its_own_scripts_and_stripes_and_is_never_framed(
+    client, api, localstripe
+):
+    payment = api.create_payment()
+    response = client.get(f"/pay/{payment['payment_id']}")
+    policy = dict(
+        part.strip().split(" ", 1)
+        for part in response.headers["Content-Security-Policy"].split(";")
+    )
+    assert policy["default-src"] == "'none'"
+    assert policy["script-src"] == f"'self' {localstripe}"  # no 'unsafe-inline', no other host
+    assert policy["connect-src"] == f"'self' {localstripe}"
+    assert policy["frame-ancestors"] == "'none'"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Strict-Transport-Security" not in response.headers  # served over http here
+    # JSON answers too: nothing to run, nothing to frame.
+    status = client.get(f"/pay/{payment['payment_id']}/status")
+    assert status.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"
+    assert status.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_with_real_stripe_the_policy_names_stripes_origins_and_https_gets_hsts(
+    database_url, billing
+):
+    from pay_api.headers import page_policy
+
+    from pay_api import create_app
+
+    from .conftest import make_settings
+
+    settings = make_settings(
+        database_url,
+        "",
+        billing.url,
+        STRIPE_JS_URL="",
+        STRIPE_PUBLISHABLE_KEY="pk_test_real",
+        PAY_API_PUBLIC_URL="https://pay.example.com",
+    )
+    policy = page_policy(settings)
+    assert "script-src 'self' https://js.stripe.com;" in policy
+    assert "connect-src 'self' https://api.stripe.com;" in policy
+    assert "frame-src https://js.stripe.com https://hooks.stripe.com;" in policy
+    app = create_app(settings)
+    try:
+        response = app.test_client().get("/health")
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=31536000")
+    finally:
+        app.extensions["pay_api.db"].dispose()

@@ -47,6 +47,9 @@ INSTALLED_APPS = [
     "reports",
     # After auth and every app with permissions: its post_migrate gives the roles new ones.
     "roles",
+    # Login lockout after repeated failures (django-axes); the Content-Security-Policy header.
+    "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -62,7 +65,45 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: it answers a locked-out login attempt.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Security --------------------------------------------------------------------------------
+# django-axes first: it refuses a locked-out user/IP before the password is even checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failed logins allowed, per (username, IP) and per IP, before a lockout (axes logs each failure
+# and the lockout as warnings; attempts are rows in the admin DB, seen in the admin's Axes pages).
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5)
+# Hours a lockout lasts.
+AXES_COOLOFF_TIME = env_int("ADMIN_LOGIN_COOLOFF_HOURS", 1)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+# Reset the counter of a user/IP on a successful login.
+AXES_RESET_ON_SUCCESS = True
+# Behind the proxy, the client's address is the last X-Forwarded-For hop it added.
+AXES_IPWARE_PROXY_COUNT = env_int("ADMIN_PROXY_COUNT", 0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+
+# Content-Security-Policy (django-csp): only our own scripts, styles and images; never framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        # The Django admin sets a few style attributes of its own.
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"

@@ -4,8 +4,9 @@ from config.env import env_bool, env_str
 
 from .base import *  # noqa: F403
 
-# Debug pages and whitenoise serving files straight from the apps (no collectstatic needed).
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Debug pages are off unless `.env` turns them on (DJANGO_DEBUG=1, development only): Django's
+# debug page shows settings and code to anyone who finds a 404.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 
 # A development key is fine here; production.py refuses to start without a real one.
 SECRET_KEY = env_str(

@@ -14,10 +14,14 @@ SERVICE_JWT_SECRET = env_str("SERVICE_JWT_SECRET")
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Redirect plain HTTP to HTTPS (turn off when the proxy already does it).
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+# Cookies only over HTTPS, never read by scripts.
 SESSION_COOKIE_SECURE = True
+SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = True
-# HSTS lifetime in seconds (0 disables it).
-SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 3600)
+CSRF_COOKIE_HTTPONLY = True
+# HSTS lifetime in seconds (0 disables it): a year, subdomains included.
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 # `python admin/manage.py collectstatic` writes hashed, compressed files that whitenoise serves.

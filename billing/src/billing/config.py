@@ -97,6 +97,16 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(5, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
+    # Serve the API's docs (/docs, /redoc, /openapi.json)? On for development and tests; off in
+    # production (docker-compose), where they would describe the internal endpoints to anyone.
+    docs: bool = Field(True, validation_alias="BILLING_DOCS")
+    # Rate limits of purchase, refund and cancel (ratelimit.py), each action counted apart, in
+    # the `limits` notation ("10/minute", "100/hour"): per user, and per client address.
+    rate_limits: bool = Field(True, validation_alias="BILLING_RATE_LIMITS")
+    rate_limit_per_user: str = Field("10/minute", validation_alias="BILLING_RATE_LIMIT_PER_USER")
+    rate_limit_per_address: str = Field(
+        "60/minute", validation_alias="BILLING_RATE_LIMIT_PER_ADDRESS"
+    )
     # Largest request body (bytes): larger ones answer 413 payload_too_large (guard.py).
     max_body_bytes: int = Field(65536, validation_alias="BILLING_MAX_BODY_BYTES", gt=0)
     # Test and demo stacks only, NEVER production: the clock may be moved forward through

@@ -30,6 +30,7 @@ from billing.metrics import RequestMetrics
 from billing.payments.router import router as payments_router
 from billing.plans.router import router as plans_router
 from billing.promotions.router import router as promotions_router
+from billing.ratelimit import RateLimits
 from billing.refunds.router import router as refunds_router
 from billing.reports.router import router as reports_router
 from billing.resources import Resources
@@ -58,13 +59,21 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         yield
         await resources.aclose()
 
+    docs = settings.docs
     app = FastAPI(
-        title="Cinema Billing", version="1.0.0", description=DESCRIPTION, lifespan=lifespan
+        title="Cinema Billing",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.state.resources = resources
     install_error_handlers(app)
     # Last added is outermost: metrics, request id and access log (valid access checks are
     # answered in front of all of them, see billing.access.fastpath).
+    app.add_middleware(RateLimits, settings=settings, verifier=resources.verifier)
     app.add_middleware(InputGuard, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     if settings.movable_clock:

@@ -11,7 +11,7 @@ import threading
 from flask import Flask
 
 from pay_api import db as db_module
-from pay_api import errors, guard, health, logs
+from pay_api import errors, guard, headers, health, logs, ratelimit
 from pay_api.config import Settings, get_settings
 from pay_api.db import Database
 from pay_api.gateway import Gateway
@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     health.init_app(app)
     errors.register_error_handlers(app)
     guard.init_app(app, settings)
+    headers.init_app(app, settings)
 
     from pay_api.flags.views import bp as flags
     from pay_api.payments.internal import bp as payments_internal
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     for blueprint in (payments_internal, payment_page, refunds, webhooks, flags):
         app.register_blueprint(blueprint)
+    app.extensions["pay_api.limiter"] = ratelimit.init_app(app, settings, payment_page)
 
     if settings.stripe_register_webhook and settings.uses_localstripe:
         # In the background: localstripe may start after us, and a worker must boot quickly.

@@ -73,6 +73,18 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         1048576, validation_alias="PAY_API_WEBHOOK_MAX_BODY_BYTES", gt=0
     )
+    # Redis, for the rate limits' counters (ratelimit.py), shared by every pay_api copy.
+    redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
+    # Rate limits of the payment page and its calls, in the `limits` notation ("30/minute"):
+    # per client address and per payment, counted apart.
+    rate_limits: bool = Field(True, validation_alias="PAY_API_RATE_LIMITS")
+    rate_limit_per_address: str = Field(
+        "120/minute", validation_alias="PAY_API_RATE_LIMIT_PER_ADDRESS"
+    )
+    rate_limit_per_payment: str = Field(
+        "30/minute", validation_alias="PAY_API_RATE_LIMIT_PER_PAYMENT"
+    )
+    rate_limit_prefix: str = Field("pay_api", validation_alias="PAY_API_RATE_LIMIT_PREFIX")
     # SetupIntents one payment may make (an untouched one is handed out again first).
     setup_intents_per_payment: int = Field(10, validation_alias="PAY_API_SETUP_INTENTS_MAX", gt=0)
     # Port of the outbox worker's Prometheus endpoint (/metrics on every path); 0 = none.

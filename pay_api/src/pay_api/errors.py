@@ -139,6 +139,7 @@ def register_error_handlers(app: Flask) -> None:
             405: "method_not_allowed",
             400: "bad_request",
             413: "payload_too_large",
+            429: "rate_limited",
         }.get(error.code or 500, "http_error")
         return jsonify({"code": code, "message": error.description}), error.code
 
