@@ -7,10 +7,12 @@ Against the running system (`make up`):
 1. Throughput (wrk, the same load for each, one after the other): a raw ASGI app answering a
    constant Access JSON under the same uvicorn flags as billing (the ceiling); the cached check (a
    paying user, a covered film); the cold check (every request a user never seen); the batch
-   check (100 films a request). Targets: cached >= 0.5 of the ceiling's req/s with p99 <= 3x the
+   check (100 films a request). billing is started here as production runs it (the stack's
+   settings, BILLING_WEB_WORKERS processes, metrics in multiprocess mode, BILLING_TEST_CLOCK=0:
+   `make up`'s movable test clock reads Redis before every request). Targets: cached >= 0.5 of the ceiling's req/s with p99 <= 3x the
    ceiling's p99; cold >= 0.1 of the ceiling.
-2. Propagation: two more billing processes (started here, single uvicorn worker each, the stack's
-   settings) are polled while a change commits through the stack's billing: an admin plan change
+2. Propagation: two more billing processes (started here, single uvicorn worker each, as in 1.)
+   are polled while a change commits through the stack's billing: an admin plan change
    (a film covered / no longer covered), a payment that succeeded, a refund. Latency = the first
    answer with the new decision - the change's commit (the plan and refund requests' start; the
    payment's `succeeded_at`, which billing sets just before its commit). Target: p99 <= 100 ms.
@@ -149,6 +151,18 @@ def uvicorn(app: str, port: int, workers: int, env: dict[str, str], log: Path) -
             raise SystemExit(f"{app} did not start:\n{log.read_text()}")
         time.sleep(0.1)
     raise SystemExit(f"{app} did not answer on port {port}")
+
+
+def billing_env(settings: StackSettings, scratch: Path, name: str, **extra: str) -> dict[str, str]:
+    """The stack's settings as production runs billing (no movable clock; shared metrics files)."""
+    metrics = scratch / f"metrics-{name}"
+    metrics.mkdir()
+    return {
+        **settings.env(),
+        "BILLING_TEST_CLOCK": "0",
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        **extra,
+    }
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -307,24 +321,25 @@ def main() -> int:
     batch_script.write_text(
         BATCH_LUA % {"body": json.dumps({"user_id": user_id, "film_ids": films})}
     )
-    ceiling_port = free_port()
+    ceiling_port, billing_port = free_port(), free_port()
     ceiling = uvicorn(
         "bench.ceiling_app:app", ceiling_port, workers, dict(os.environ), scratch / "c"
     )
-    access_url = (
-        f"{settings.billing_url}/internal/v1/access?user_id={user_id}&film_id={COVERED_FILM_ID}"
+    billing_env_main = billing_env(settings, scratch, "billing")
+    billing = uvicorn(
+        "billing.main:app", billing_port, workers, billing_env_main, scratch / "billing.log"
     )
+    billing_url = f"http://127.0.0.1:{billing_port}"
+    access_url = f"{billing_url}/internal/v1/access?user_id={user_id}&film_id={COVERED_FILM_ID}"
     runs = {
         "ceiling": wrk_command(
             wrk, f"http://127.0.0.1:{ceiling_port}/", args, token=None, script=None
         ),
         "cached": wrk_command(wrk, access_url, args, token=token, script=None),
-        "cold": wrk_command(
-            wrk, f"{settings.billing_url}/", args, token=token, script=str(cold_script)
-        ),
+        "cold": wrk_command(wrk, f"{billing_url}/", args, token=token, script=str(cold_script)),
         "batch": wrk_command(
             wrk,
-            f"{settings.billing_url}/internal/v1/access/batch",
+            f"{billing_url}/internal/v1/access/batch",
             args,
             token=token,
             script=str(batch_script),
@@ -336,11 +351,18 @@ def main() -> int:
         results = {name: run_wrk(command) for name, command in runs.items()}
     finally:
         stop(ceiling)
+        stop(billing)
 
-    env = settings.env()
     extra = [free_port(), free_port()]
     processes = [
-        uvicorn("billing.main:app", port, 1, env, scratch / f"billing-{port}.log") for port in extra
+        uvicorn(
+            "billing.main:app",
+            port,
+            1,
+            billing_env(settings, scratch, str(port)),
+            scratch / f"billing-{port}.log",
+        )
+        for port in extra
     ]
     urls = [f"http://127.0.0.1:{port}" for port in extra]
     try:
@@ -351,7 +373,9 @@ def main() -> int:
             stop(process)
 
     memory_port = free_port()
-    memory_env = {**env, "BILLING_ACCESS_CACHE_USERS": str(args.cache_users)}
+    memory_env = billing_env(
+        settings, scratch, "memory", BILLING_ACCESS_CACHE_USERS=str(args.cache_users)
+    )
     memory = uvicorn("billing.main:app", memory_port, 1, memory_env, scratch / "memory.log")
     try:
         pids = worker_pids(memory)
