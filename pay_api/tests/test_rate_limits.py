@@ -60,3 +60,28 @@ def test_one_address_is_limited_across_payments(limited, api):
     assert_limited(client.get(f"/pay/{payments[0]}/status", environ_base=address))
     # Stripe's webhooks and billing's API from that address are not the page: not limited.
     assert client.post("/webhooks/stripe", data=b"{}", environ_base=address).status_code == 400
+
+
+def test_behind_the_proxy_each_client_address_counts_apart(database_url, localstripe, billing, api):
+    settings = make_settings(
+        database_url,
+        localstripe,
+        billing.url,
+        PAY_API_RATE_LIMIT_PER_ADDRESS="3/minute",
+        PAY_API_PROXY_COUNT=1,
+        PAY_API_RATE_LIMIT_PREFIX=f"pay_api_limits_{uuid.uuid4().hex[:8]}",
+    )
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        payment_id = api.create_payment()["payment_id"]
+
+        def status(client_address: str) -> int:
+            return client.get(
+                f"/pay/{payment_id}/status", headers={"X-Forwarded-For": client_address}
+            ).status_code
+
+        assert [status("203.0.113.1") for _ in range(4)] == [200, 200, 200, 429]
+        assert status("203.0.113.2") == 200  # another client behind the same proxy
+    finally:
+        app.extensions["pay_api.db"].dispose()

@@ -9,6 +9,7 @@ import atexit
 import threading
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from pay_api import db as db_module
 from pay_api import errors, guard, headers, health, logs, ratelimit
@@ -24,6 +25,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.configure_logging(settings.log_level)
 
     app = Flask(__name__)
+    if settings.proxy_count:  # the client's address for the rate limits, behind nginx
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_count, x_proto=settings.proxy_count
+        )
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["pay_api.settings"] = settings
 

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
         "30/minute", validation_alias="PAY_API_RATE_LIMIT_PER_PAYMENT"
     )
     rate_limit_prefix: str = Field("pay_api", validation_alias="PAY_API_RATE_LIMIT_PREFIX")
+    # Proxies in front of pay_api whose X-Forwarded-For/-Proto to trust (docker-compose: nginx,
+    # 1); 0 = none, the connection's address is the client's.
+    proxy_count: int = Field(0, validation_alias="PAY_API_PROXY_COUNT", ge=0, le=5)
     # SetupIntents one payment may make (an untouched one is handed out again first).
     setup_intents_per_payment: int = Field(10, validation_alias="PAY_API_SETUP_INTENTS_MAX", gt=0)
     # Port of the outbox worker's Prometheus endpoint (/metrics on every path); 0 = none.
