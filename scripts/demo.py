@@ -11,12 +11,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration_tests.clients import StackSettings  # noqa: E402
+from integration_tests.renewal_scenario import RenewalScenario  # noqa: E402
 from integration_tests.scenario import Scenario  # noqa: E402
 
 
 def main() -> int:
-    scenario = Scenario(StackSettings.load())
-    steps = list(scenario.steps())
+    settings = StackSettings.load()
+    # The user scenario, then renewals (they move the stack's clock forward, so they come last).
+    steps = [*Scenario(settings).steps(), *RenewalScenario(settings).steps()]
     for number, (name, step) in enumerate(steps, start=1):
         started = time.monotonic()
         try:

@@ -112,6 +112,13 @@ async def test_a_renewal_is_charged_once_and_extends_from_the_old_end(billing):
         sub.end,
         sub.end + 30 * DAY,
     )
+    # Renewed before the old end: the user watches on without a gap, until the new end.
+    just_renewed = await sub.access(sub.end - timedelta(minutes=20))
+    assert just_renewed == {
+        "allowed": True,
+        "reason": "subscription",
+        "until": sub.end + 30 * DAY,
+    }
     # Later passes write nothing and charge nothing more for that period.
     await work(billing, sub.end + timedelta(minutes=1))
     assert len(await sub.renewals()) == 1
@@ -396,3 +403,30 @@ async def test_the_admin_sees_the_renewal_state(billing):
     assert datetime.fromisoformat(item["renewal"]["next_renewal_at"]) == sub.end - timedelta(
         hours=1
     )
+
+
+async def test_a_user_gets_a_card_link_for_their_own_subscription_only(billing):
+    sub = await Subscriber.start(billing)
+    link = await sub.post("card")
+    assert link.status_code == 200, link.text
+    body = link.json()
+    assert body["pays_renewal"] is False
+    assert body["url"].startswith(f"http://pay.public.test/cards/{sub.user}?t=")
+    claims = jwt.decode(
+        body["url"].split("?t=")[1], SERVICE_SECRET, algorithms=["HS256"], audience="pay_api:link"
+    )
+    assert (claims["sub"], claims["use"]) == (str(sub.user), "card_update")
+
+    # In dunning, the link is the renewal's own page: the new card pays it at once.
+    billing.fake.renewal_default = "card_declined"
+    await work(billing, sub.end - timedelta(minutes=30))
+    (renewal,) = await sub.renewals()
+    dunning = (await sub.post("card")).json()
+    assert dunning["pays_renewal"] is True
+    assert dunning["url"].startswith(f"http://pay.public.test/pay/{renewal['id']}/card?t=")
+
+    # Someone else's subscription: not found, and nothing is signed for them.
+    other = await billing.client.post(
+        f"/api/v1/subscriptions/{sub.id}/card", headers=as_user(uuid.uuid4())
+    )
+    assert other.status_code == 404 and other.json()["code"] == "subscription_not_found"

@@ -3,6 +3,7 @@ manager do, spoken only over HTTP (no service code is imported). Used by the int
 by `make demo`."""
 
 from .billing import BillingClient, BillingInternalClient
+from .mail import Mailbox, links_in
 from .payment_page import CARD_3DS, CARD_DECLINED_AT_CHARGE, CARD_OK, PaymentPage
 from .stack import StackSettings
 from .tokens import service_token, user_token
@@ -13,8 +14,10 @@ __all__ = [
     "CARD_OK",
     "BillingClient",
     "BillingInternalClient",
+    "Mailbox",
     "PaymentPage",
     "StackSettings",
+    "links_in",
     "service_token",
     "user_token",
 ]

@@ -56,6 +56,27 @@ class BillingClient:
     def cancel(self, subscription_id: str) -> httpx.Response:
         return self.http.post(f"/api/v1/subscriptions/{subscription_id}/cancel")
 
+    def resume(self, subscription_id: str) -> httpx.Response:
+        return self.http.post(f"/api/v1/subscriptions/{subscription_id}/resume")
+
+    def card_link(self, subscription_id: str) -> httpx.Response:
+        return self.http.post(f"/api/v1/subscriptions/{subscription_id}/card")
+
+    def subscription(self, subscription_id: str) -> dict[str, Any]:
+        items = self.subscriptions().json()["items"]
+        return next(s for s in items if s["id"] == subscription_id)
+
+    def wait_for_subscription(
+        self, subscription_id: str, done: Callable[[dict[str, Any]], bool], timeout: float = 40
+    ) -> dict[str, Any]:
+        """Poll the subscription until `done(it)`; the last view if it never is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            subscription = self.subscription(subscription_id)
+            if done(subscription) or time.monotonic() > deadline:
+                return subscription
+            time.sleep(0.5)
+
     def payments(self, limit: int = 20, offset: int = 0) -> httpx.Response:
         return self.http.get("/api/v1/payments", params={"limit": limit, "offset": offset})
 

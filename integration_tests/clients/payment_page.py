@@ -55,10 +55,46 @@ class PaymentPage:
             status = self.status()
             return PaymentResult(status.get("status", "closed"), status)
         setup.raise_for_status()
-        secret = setup.json()["client_secret"]
-        publishable_key = setup.json()["publishable_key"]
+        saved = self._confirm_card_setup(setup.json(), card_number, authenticate)
+        if isinstance(saved, PaymentResult):
+            return saved
+        setup_intent_id, publishable_key = saved
+        charge = self.page.post(
+            f"{self.payment_url}/charge", json={"setup_intent_id": setup_intent_id}
+        )
+        body = charge.json()
+        if body.get("status") != "requires_action":
+            return PaymentResult(body.get("status", f"http_{charge.status_code}"), body)
+        # stripe.confirmCardPayment(secret): the mock's dialog, then the page asks pay_api to sync
+        if authenticate is None:
+            return PaymentResult("requires_action", body)
+        return self._authenticate(body["client_secret"], publishable_key, authenticate, sync)
+
+    def _authenticate(
+        self, payment_intent_secret: str, publishable_key: str, success: bool, sync: bool = True
+    ) -> PaymentResult:
+        """The mock's 3-D Secure dialog for a PaymentIntent, then the page's /sync."""
+        payment_intent_id = payment_intent_secret.split("_secret_")[0]
+        self.stripe.post(
+            f"/v1/payment_intents/{payment_intent_id}/_authenticate",
+            params={"success": "true" if success else "false"},
+            json={"key": publishable_key, "client_secret": payment_intent_secret},
+        )
+        if not sync:
+            return PaymentResult("authenticated", {})
+        synced = self.page.post(f"{self.payment_url}/sync")
+        return PaymentResult(
+            synced.json().get("status", f"http_{synced.status_code}"), synced.json()
+        )
+
+    def _confirm_card_setup(
+        self, setup: dict[str, Any], card_number: str, authenticate: bool | None
+    ) -> tuple[str, str] | PaymentResult:
+        """stripe.confirmCardSetup(secret, {payment_method: {card}}) as localstripe's Stripe.js
+        sends it; (SetupIntent id, publishable key)."""
+        secret = setup["client_secret"]
+        publishable_key = setup["publishable_key"]
         setup_intent_id = secret.split("_secret_")[0]
-        # stripe.confirmCardSetup(secret, {payment_method: {card}}) as localstripe's Stripe.js sends it
         confirmed = self.stripe.post(
             f"/v1/setup_intents/{setup_intent_id}/confirm",
             json={
@@ -87,27 +123,28 @@ class PaymentPage:
             )
             if confirmed.json().get("status") != "succeeded":
                 return PaymentResult("setup_failed", confirmed.json())
-        charge = self.page.post(
-            f"{self.payment_url}/charge", json={"setup_intent_id": setup_intent_id}
-        )
-        body = charge.json()
-        if body.get("status") != "requires_action":
-            return PaymentResult(body.get("status", f"http_{charge.status_code}"), body)
-        # stripe.confirmCardPayment(secret): the mock's dialog, then the page asks pay_api to sync
-        if authenticate is None:
-            return PaymentResult("requires_action", body)
-        payment_intent_secret = body["client_secret"]
-        payment_intent_id = payment_intent_secret.split("_secret_")[0]
-        self.stripe.post(
-            f"/v1/payment_intents/{payment_intent_id}/_authenticate",
-            params={"success": "true" if authenticate else "false"},
-            json={"key": publishable_key, "client_secret": payment_intent_secret},
-        )
-        if not sync:
-            return PaymentResult("authenticated", body)
-        synced = self.page.post(f"{self.payment_url}/sync")
+        return setup_intent_id, publishable_key
+
+    def authenticate_renewal(self, link: str) -> PaymentResult:
+        """The emailed authentication link: the page gives the renewal's client secret and saved
+        card, Stripe.js confirms with the customer present (the mock's dialog), then /sync."""
+        details = self.page.post(link)
+        if details.status_code != 200:
+            return PaymentResult(f"http_{details.status_code}", details.json())
+        body = details.json()
+        return self._authenticate(body["client_secret"], body["publishable_key"], True)
+
+    def save_card(self, link: str, card_number: str) -> PaymentResult:
+        """The card-update page (`/cards/<user>?t=...`): save a card for the next renewals."""
+        base, _, query = link.partition("?")
+        setup = self.page.post(f"{base}/setup-intent?{query}")
+        setup.raise_for_status()
+        saved = self._confirm_card_setup(setup.json(), card_number, True)
+        if isinstance(saved, PaymentResult):
+            return saved
+        answer = self.page.post(f"{base}/save?{query}", json={"setup_intent_id": saved[0]})
         return PaymentResult(
-            synced.json().get("status", f"http_{synced.status_code}"), synced.json()
+            answer.json().get("status", f"http_{answer.status_code}"), answer.json()
         )
 
     def status(self) -> dict[str, Any]:

@@ -31,6 +31,8 @@ CYCLE_ENV = {
     "BILLING_PORT": str(PORT_BASE + 1),
     "PAY_API_PORT": str(PORT_BASE + 2),
     "LOCALSTRIPE_PORT": str(PORT_BASE + 20),
+    "MAIL_PORT": str(PORT_BASE + 25),
+    "MAIL_SMTP_PORT": str(PORT_BASE + 26),
     "DB_PREFIX": f"cinema_{NAME}",
     "DATA_DIR": str(ROOT / "var" / NAME),
     "REDIS_DB": os.environ.get("IT_REDIS_DB", "9"),
@@ -54,6 +56,8 @@ for _derived in (
     "STRIPE_JS_URL",
     "ETL_STATE_FILE",
     "PAY_API_FAILPOINTS_DIR",
+    "MAIL_URL",
+    "BILLING_SMTP_PORT",
 ):
     CYCLE_ENV[_derived] = ""  # derived from the settings above, whatever the caller's environment
 
@@ -121,7 +125,7 @@ def test_up_keeps_data_and_says_already_running(cycle, on_exchange):
     with allure.step("make down stops every service"):
         assert stack_sh("down").returncode == 0
         assert "not running" in stack_sh("status").stdout
-        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT"):
+        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT", "MAIL_PORT"):
             assert not listening(int(CYCLE_ENV[port])), port
 
     with allure.step("make up again: the paid subscription survived, access still granted"):
@@ -160,7 +164,7 @@ def test_failed_up_leaves_nothing_started(cycle):
         assert "stopping what it started" in failed.stderr
         assert "stopped localstripe" in failed.stderr
         assert "not running" in stack_sh("status").stdout
-        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT"):
+        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT", "MAIL_PORT"):
             assert not listening(int(CYCLE_ENV[port])), port
 
 

@@ -2,6 +2,7 @@
 
 import allure
 
+from integration_tests.renewal_scenario import RenewalScenario
 from integration_tests.scenario import Scenario
 
 
@@ -9,6 +10,20 @@ from integration_tests.scenario import Scenario
 @allure.title("A user buys a plan, pays, watches, cancels within the window and is refunded")
 def test_user_buys_pays_watches_and_is_refunded(stack, on_exchange):
     scenario = Scenario(stack, on_exchange=on_exchange)
+    for name, step in scenario.steps():
+        with allure.step(name):
+            summary = step()
+            allure.attach(summary, name="result", attachment_type=allure.attachment_type.TEXT)
+
+
+# Moves the stack's clock forward (billing's test clock): kept last in the last file of the suite.
+@allure.feature("Renewals")
+@allure.title(
+    "Renewal with the saved card; a declined renewal in grace paid through the emailed link; "
+    "cancel at period end"
+)
+def test_subscriptions_renew_and_dunning_ends_through_the_emailed_link(stack, on_exchange):
+    scenario = RenewalScenario(stack, on_exchange=on_exchange)
     for name, step in scenario.steps():
         with allure.step(name):
             summary = step()

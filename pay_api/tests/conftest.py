@@ -280,9 +280,12 @@ class Api:
         assert response.status_code == 200, response.json
         return response.json
 
-    def save_card(self, payment_id, number: str, *, complete_3ds: bool = True) -> str:
-        """The page's /setup-intent, then what Stripe.js's confirmCardSetup sends; seti id."""
-        response = self.client.post(f"/pay/{payment_id}/setup-intent", json={})
+    def save_card(
+        self, payment_id, number: str, *, complete_3ds: bool = True, setup_url: str | None = None
+    ) -> str:
+        """The page's /setup-intent (`setup_url`: another page's), then what Stripe.js's
+        confirmCardSetup sends; seti id."""
+        response = self.client.post(setup_url or f"/pay/{payment_id}/setup-intent", json={})
         assert response.status_code == 200, response.json
         secret = response.json["client_secret"]
         assert response.json["publishable_key"] == PUBLISHABLE_KEY

@@ -217,3 +217,51 @@ def test_the_off_session_difference_lives_in_one_place():
     assert real.off_session_answer(declined) == declined
     assert "off_session" not in offline.params({"off_session": True, "payment_method": "pm"})
     assert real.params({"off_session": True})["off_session"] is True
+
+
+def save_card_on_update_page(api, user_id, token: str, number: str) -> str:
+    """What the card-update page does: its SetupIntent, Stripe.js's confirmCardSetup, save."""
+    seti = api.save_card(None, number, setup_url=f"/cards/{user_id}/setup-intent?t={token}")
+    saved = api.client.post(f"/cards/{user_id}/save?t={token}", json={"setup_intent_id": seti})
+    assert saved.status_code == 200 and saved.json == {"status": "saved"}
+    return seti
+
+
+def test_the_card_update_page_changes_the_card_the_next_renewal_charges(api, db):
+    user_id = subscribed_user(api, "4242424242424242")
+    token = link_token(user_id, "card_update")
+    page = api.client.get(f"/cards/{user_id}?t={token}")
+    assert page.status_code == 200 and b"save-button" in page.data
+    save_card_on_update_page(api, user_id, token, "4000000000000341")
+
+    renewal = api.create_payment(user_id=user_id, amount=999)
+    answer = charge_off_session(api, renewal["payment_id"], 1).json
+    assert answer["status"] == "pending" and answer["failure_code"] == "card_declined"
+
+
+def test_the_card_update_page_opens_only_for_its_user(api):
+    user_id = subscribed_user(api, "4242424242424242")
+    for token in (
+        None,
+        link_token(uuid.uuid4(), "card_update"),  # another user's link
+        link_token(user_id, "card"),  # another use
+        link_token(user_id, "card_update", ttl=-5),
+    ):
+        query = f"?t={token}" if token else ""
+        assert api.client.get(f"/cards/{user_id}{query}").status_code == 403
+        answer = api.client.post(f"/cards/{user_id}/setup-intent{query}", json={})
+        assert answer.status_code == 403
+        assert answer.json["code"] in ("link_invalid", "link_expired")
+        saved = api.client.post(f"/cards/{user_id}/save{query}", json={"setup_intent_id": "seti_x"})
+        assert saved.status_code == 403
+    # A SetupIntent of another customer is not this user's card.
+    other = subscribed_user(api, "4242424242424242")
+    other_token = link_token(other, "card_update")
+    other_secret = api.client.post(f"/cards/{other}/setup-intent?t={other_token}", json={}).json[
+        "client_secret"
+    ]
+    stolen = api.client.post(
+        f"/cards/{user_id}/save?t={link_token(user_id, 'card_update')}",
+        json={"setup_intent_id": other_secret.split("_secret_")[0]},
+    )
+    assert stolen.status_code == 409 and stolen.json["code"] == "setup_intent_invalid"

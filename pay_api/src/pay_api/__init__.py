@@ -48,12 +48,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     headers.init_app(app, settings)
 
     from pay_api.flags.views import bp as flags
+    from pay_api.payments.cards import bp as card_update
     from pay_api.payments.internal import bp as payments_internal
     from pay_api.payments.page import bp as payment_page
     from pay_api.refunds.views import bp as refunds
     from pay_api.webhooks.views import bp as webhooks
 
-    for blueprint in (payments_internal, payment_page, refunds, webhooks, flags):
+    for blueprint in (payments_internal, payment_page, card_update, refunds, webhooks, flags):
         app.register_blueprint(blueprint)
     app.extensions["pay_api.limiter"] = ratelimit.init_app(app, settings, payment_page)
 

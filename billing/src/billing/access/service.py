@@ -57,7 +57,8 @@ async def decide(
         .where(
             Subscription.user_id == user_id,
             Subscription.status.in_(PAID_STATUSES),
-            Subscription.current_period_start <= now,
+            # No lower bound: a renewal paid before the old end starts the new period in the
+            # future, and the paid time stays one unbroken run up to current_period_end.
             Subscription.current_period_end > now,
             _covers_film(film_id),
         )

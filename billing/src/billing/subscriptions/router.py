@@ -12,6 +12,7 @@ from billing.idempotency import run_once
 from billing.subscriptions import service
 from billing.subscriptions.schemas import (
     CancelOut,
+    CardLinkOut,
     PurchaseIn,
     PurchaseOut,
     SubscriptionList,
@@ -106,3 +107,19 @@ async def resume(
         now=utcnow(),
     )
     return SubscriptionOut.model_validate(subscription)
+
+
+@router.post(
+    "/{subscription_id}/card",
+    response_model=CardLinkOut,
+    summary="A signed link to give another card (pays a renewal in dunning at once)",
+)
+async def card(
+    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
+) -> CardLinkOut:
+    return await service.card_link(
+        resources=request.app.state.resources,
+        session=session,
+        user_id=user_id,
+        subscription_id=subscription_id,
+    )

@@ -74,3 +74,12 @@ class CancelOut(BaseModel):
     refund_amount: Money | None = None
     access_until: datetime | None = None
     message: str
+
+
+class CardLinkOut(BaseModel):
+    """Where the user gives another card: the renewal in dunning's own page when there is one
+    (`pays_renewal`: the card pays it at once), else the card-update page (next renewals)."""
+
+    url: str
+    expires_at: datetime
+    pays_renewal: bool

@@ -9,15 +9,18 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.clock import wall_now
 from billing.config import Settings
 from billing.errors import (
     BillingError,
+    SubscriptionEnded,
     SubscriptionExists,
     SubscriptionNotCancelable,
     SubscriptionNotFound,
     SubscriptionNotResumable,
 )
 from billing.money import for_people
+from billing.notifications.links import card_update_url, link_url
 from billing.outbox import commit, note_access_change
 from billing.payments import service as payments
 from billing.payments.models import Payment, Refund
@@ -34,7 +37,7 @@ from billing.resources import Resources
 from billing.settlement.registration import register
 from billing.subscriptions import state
 from billing.subscriptions.models import PAID_STATUSES, Subscription
-from billing.subscriptions.schemas import CancelOut, PurchaseOut, SubscriptionOut
+from billing.subscriptions.schemas import CancelOut, CardLinkOut, PurchaseOut, SubscriptionOut
 
 
 async def _open_first_payment(
@@ -355,3 +358,23 @@ async def resume(
     note_access_change(session, user_id, "subscription resumed")
     await commit(session, resources.access_cache)
     return subscription
+
+
+async def card_link(
+    *, resources: Resources, session: AsyncSession, user_id: uuid.UUID, subscription_id: uuid.UUID
+) -> CardLinkOut:
+    """A signed link for the user to give another card (their own subscription only: 404)."""
+    subscription = await get_own(session=session, user_id=user_id, subscription_id=subscription_id)
+    if subscription.status not in ("active", "past_due", "canceled", "suspended"):
+        raise SubscriptionEnded("This subscription has ended: there is no card to update.")
+    settings = resources.settings
+    renewal = await renewals.open_renewal(session, subscription)
+    in_dunning = renewal is not None and subscription.status == "past_due"
+    renewal_id = renewal.id if renewal is not None else None
+    await session.rollback()  # only read (and the row lock goes)
+    if in_dunning:
+        url = link_url(settings, payment_id=renewal_id, use="card")
+        expires_at = wall_now() + timedelta(seconds=settings.link_ttl_seconds)
+        return CardLinkOut(url=url, expires_at=expires_at, pays_renewal=True)
+    url, expires_at = card_update_url(settings, user_id=user_id)
+    return CardLinkOut(url=url, expires_at=expires_at, pays_renewal=False)

@@ -35,7 +35,7 @@ def _check_link(payment_id: uuid.UUID, use: str) -> None:
     verify_link(
         request.args.get("t"),
         secret=ext.settings().service_jwt_secret,
-        payment_id=payment_id,
+        subject=payment_id,
         use=use,
     )
 

@@ -253,6 +253,22 @@ def start_card_setup(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -
         )
 
 
+def start_card_update(*, db: Database, gateway: Gateway, user_id: uuid.UUID) -> str:
+    """A SetupIntent for the card-update page (no payment): its client secret."""
+    customer_id = ensure_customer(db=db, gateway=gateway, user_id=user_id)
+    _, client_secret = gateway.create_setup_intent(
+        customer_id=customer_id, payment_id=f"card-update:{user_id}"
+    )
+    return client_secret
+
+
+def update_card(
+    *, db: Database, gateway: Gateway, user_id: uuid.UUID, setup_intent_id: str
+) -> None:
+    """The card the page saved becomes the user's card for the next renewals."""
+    _save_card(db=db, gateway=gateway, user_id=user_id, setup_intent_id=setup_intent_id)
+
+
 def charge(
     *, db: Database, gateway: Gateway, payment_id: uuid.UUID, setup_intent_id: str
 ) -> ChargeAnswer:
