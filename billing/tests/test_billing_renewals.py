@@ -430,3 +430,29 @@ async def test_a_user_gets_a_card_link_for_their_own_subscription_only(billing):
         f"/api/v1/subscriptions/{sub.id}/card", headers=as_user(uuid.uuid4())
     )
     assert other.status_code == 404 and other.json()["code"] == "subscription_not_found"
+
+
+async def test_the_renewal_rate_cap_holds_across_workers(resources):
+    # Two "workers" (concurrent callers) share one cap through Redis: never more than the cap
+    # in any one second (real Stripe allows about 100 requests/s; BILLING_RENEWAL_MAX_PER_SECOND).
+    import time
+    from collections import Counter
+
+    from billing.renewals.service import _within_rate
+    from billing.resources import Resources
+
+    capped = Resources(resources.settings.model_copy(update={"renewal_max_per_second": 3}))
+    seconds: list[int] = []
+
+    async def charge_many(count: int) -> None:
+        for _ in range(count):
+            await _within_rate(capped)
+            seconds.append(int(time.time()))
+
+    try:
+        await asyncio.gather(charge_many(5), charge_many(5))
+    finally:
+        await capped.aclose()
+    per_second = Counter(seconds)
+    assert sum(per_second.values()) == 10
+    assert max(per_second.values()) <= 3, per_second
