@@ -64,7 +64,9 @@ def periods_of(rows) -> tuple[Period, ...]:
         if status not in ENTITLING_STATUSES:
             continue
         if start is not None and end is not None:
-            periods.append(Period(str(plan_id), start, end))
+            # From any time, as the SQL rule: a renewal paid before the old end starts the new
+            # period in the future, and the paid time stays one unbroken run up to its end.
+            periods.append(Period(str(plan_id), _SINCE_EVER, end))
         if status == _GRACE_STATUS and grace_until is not None:
             periods.append(Period(str(plan_id), _SINCE_EVER, grace_until, "grace"))
     return tuple(periods)
