@@ -37,8 +37,10 @@ USE_RUNNING_STACK = os.environ.get("IT_USE_RUNNING_STACK") == "1"
 
 
 def pytest_collection_modifyitems(config, items):
-    """The fault tests need the stack this session starts (its proxy and crash points): against
-    a running stack they are left out, and said so."""
+    """Tests that move the stack's clock forward run last (time moved for them would expire what
+    other tests wait for). The fault tests need the stack this session starts (its proxy and
+    crash points): against a running stack they are left out, and said so."""
+    items.sort(key=lambda item: item.get_closest_marker("moves_clock") is not None)
     if not USE_RUNNING_STACK:
         return
     faults = [item for item in items if item.get_closest_marker("faults")]

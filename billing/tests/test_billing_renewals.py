@@ -456,3 +456,14 @@ async def test_the_renewal_rate_cap_holds_across_workers(resources):
     per_second = Counter(seconds)
     assert sum(per_second.values()) == 10
     assert max(per_second.values()) <= 3, per_second
+
+
+async def test_a_refund_that_went_back_sends_a_receipt(billing):
+    sub = await Subscriber.start(billing)  # a 14-day refund window
+    billing.fake.refund_status = "succeeded"
+    canceled = await sub.post("cancel")
+    assert canceled.json()["action"] == "refunded"
+    kinds = await sub.email_kinds()
+    assert kinds == ["receipt", "refund_receipt"]
+    receipt = (await sub.emails())[-1]
+    assert receipt["subject"] == "Refund: Premium, 9.99 USD"

@@ -1,6 +1,7 @@
 """The cinema's user scenario against the running system, one Allure step per scenario step."""
 
 import allure
+import pytest
 
 from integration_tests.renewal_scenario import RenewalScenario
 from integration_tests.scenario import Scenario
@@ -16,7 +17,7 @@ def test_user_buys_pays_watches_and_is_refunded(stack, on_exchange):
             allure.attach(summary, name="result", attachment_type=allure.attachment_type.TEXT)
 
 
-# Moves the stack's clock forward (billing's test clock): kept last in the last file of the suite.
+@pytest.mark.moves_clock
 @allure.feature("Renewals")
 @allure.title(
     "Renewal with the saved card; a declined renewal in grace paid through the emailed link; "

@@ -28,12 +28,14 @@ from billing.errors import (
     RefundWindowPassed,
 )
 from billing.idempotency import run_once
+from billing.notifications import emails
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import LedgerEntry, Payment, Refund
 from billing.payments.schemas import RefundOut
 from billing.payments.service import claim, lock_payment, lock_subscription
 from billing.payments.state import REFUNDABLE_STATUSES, refund_may_move, settle_refunds
+from billing.renewals import transitions as renewal_transitions
 from billing.resources import Resources
 from billing.subscriptions import state as subscription_state
 
@@ -218,6 +220,19 @@ async def apply_refund_status(
                     "subscription needs attention",
                     extra={"subscription_id": str(subscription.id), "refund_id": str(refund.id)},
                 )
+    if status == "succeeded":
+        # The money went back: the user gets a receipt (written with the move, sent once).
+        subscription = await lock_subscription(session, payment.subscription_id)
+        emails.queue(
+            session,
+            emails.refund_receipt(
+                await renewal_transitions.about(session, settings, subscription),
+                payment_id=payment.id,
+                refund_id=refund.id,
+                amount=refund.amount,
+                currency=refund.currency,
+            ),
+        )
     await session.flush()
     settle_refunds(
         payment,
