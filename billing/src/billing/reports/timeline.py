@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.money import for_people
-from billing.outbox import OutboxMessage
+from billing.outbox import TOPIC_EMAIL, OutboxMessage
 from billing.payments.models import Payment, Refund
 from billing.reports.schemas import TimelineItem
 from billing.subscriptions.models import Subscription
@@ -124,16 +124,12 @@ async def _refunds(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineIt
     return items
 
 
-# The outbox topic of emails to users (billing/notifications, with the renewals' dunning).
-EMAIL_TOPIC = "email"
-
-
 async def _emails(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
     """Emails sent to the user: the delivered outbox rows they were sent from (kept as long as
     delivered outbox rows are, BILLING_KEEP_DELIVERED_OUTBOX_DAYS)."""
     rows = await session.scalars(
         select(OutboxMessage).where(
-            OutboxMessage.topic == EMAIL_TOPIC,
+            OutboxMessage.topic == TOPIC_EMAIL,  # billing/notifications/emails.py
             OutboxMessage.delivered_at.is_not(None),
             OutboxMessage.payload["user_id"].astext == str(user_id),
         )
