@@ -43,6 +43,11 @@ class CinemaAdminSite(admin.AdminSite):
                 self.admin_view(views.refund_payment),
                 name="customers_refund",
             ),
+            path(
+                "customers/subscriptions/<uuid:subscription_id>/<str:action>/",
+                self.admin_view(views.subscription_action),
+                name="customers_subscription",
+            ),
             re_path(
                 r"^reports/export/(?P<name>payments|refunds)\.csv$",
                 self.admin_view(reports.export_csv),

@@ -2,8 +2,8 @@
 service token minted per call (HS256, iss=admin, aud=billing, 5 minutes).
 
 Every failure is a BillingError carrying billing's own {"code", "message"}; a missing answer
-(connection refused, timeout, 5xx) is BillingUnavailable — its outcome is unknown, so a refund
-may be submitted again with the same Idempotency-Key."""
+(connection refused, timeout, 5xx) is BillingUnavailable — its outcome is unknown, so an action
+(a refund, a renewal retry, an end) may be submitted again with the same Idempotency-Key."""
 
 from __future__ import annotations
 
@@ -149,6 +149,24 @@ def refund_payment(
         f"/internal/v1/payments/{payment_id}/refunds",
         body={"amount": amount, "reason": reason, "end_subscription": end_subscription},
         idempotency_key=idempotency_key,
+    )
+
+
+def retry_renewal(*, subscription_id: uuid.UUID, idempotency_key: str) -> dict:
+    """Charge the subscription's open renewal at the worker's next pass (409
+    no_renewal_to_retry when none is open); answers the subscription."""
+    return _call(
+        "POST",
+        f"/internal/v1/subscriptions/{subscription_id}/retry-renewal",
+        idempotency_key=idempotency_key,
+    )
+
+
+def end_subscription(*, subscription_id: uuid.UUID, idempotency_key: str) -> dict:
+    """End the subscription now: no access, no renewal (409 subscription_ended when it already
+    ended); answers the subscription."""
+    return _call(
+        "POST", f"/internal/v1/subscriptions/{subscription_id}/end", idempotency_key=idempotency_key
     )
 
 

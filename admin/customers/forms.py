@@ -105,3 +105,15 @@ class RefundForm(forms.Form):
                 "ask an administrator.",
             )
         return cleaned
+
+
+class SubscriptionActionForm(forms.Form):
+    """A manager's "retry the renewal now" or "end the subscription" — always with a reason.
+    `idempotency_key` is made once when the form is shown (as for a refund), so a double submit
+    or a retry after billing did not answer acts once."""
+
+    reason = forms.CharField(
+        max_length=500, widget=forms.Textarea(attrs={"rows": 3, "cols": 60}), required=True
+    )
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, max_length=255)
+    user_id = forms.UUIDField(widget=forms.HiddenInput)

@@ -14,5 +14,7 @@ class CustomerBilling(models.Model):
             ("issue_refund", "Can refund customers' payments"),
             # Without it, a refund is limited to ADMIN_SUPPORT_REFUND_LIMITS (support's role).
             ("refund_any_amount", "Can refund any amount (no support limit)"),
+            # Retry a subscription's renewal now, or end the subscription now.
+            ("manage_subscription", "Can retry a subscription's renewal or end it"),
         ]
         verbose_name = "customer billing"

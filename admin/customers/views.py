@@ -1,5 +1,6 @@
-"""Customers pages of the admin: a user's payments, subscriptions and refunds, read through
-billing's internal API (never billing's database), and a refund form for one payment."""
+"""Customers pages of the admin: a user's payments, subscriptions (with their renewal state) and
+refunds, read through billing's internal API (never billing's database), a refund form for one
+payment, and a subscription's "retry the renewal now" and "end it now"."""
 
 from __future__ import annotations
 
@@ -13,13 +14,18 @@ from catalog.models import Plan
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 
 from customers import billing, timeline
-from customers.forms import CustomerLookupForm, CustomerSearchForm, RefundForm
+from customers.forms import (
+    CustomerLookupForm,
+    CustomerSearchForm,
+    RefundForm,
+    SubscriptionActionForm,
+)
 
 log = logging.getLogger("admin.customers")
 
@@ -27,6 +33,10 @@ REFUNDABLE_STATUSES = {"succeeded", "partially_refunded"}
 # Payments a manager looks at when "it did not work": unpaid after a decline, or still unclear.
 FAILED_STATUSES = {"failed", "canceled", "expired", "unknown"}
 RECENT_PAYMENTS = 10
+# Where billing may retry a renewal (an open one is also needed) or end a subscription
+# (billing's state machine: docs/design.md); billing has the last word either way.
+RETRYABLE_STATUSES = {"active", "past_due"}
+ENDABLE_STATUSES = {"active", "past_due", "suspended", "canceled"}
 
 
 def _require(request: HttpRequest, permission: str) -> None:
@@ -139,14 +149,7 @@ def customer_lookup(request: HttpRequest) -> HttpResponse:
                 more_payments=max(0, len(shown) - RECENT_PAYMENTS),
                 failed_payments=[p for p in shown if p["failed"]],
                 subscriptions=[
-                    {
-                        **s,
-                        "plan_name": names.get(str(s.get("plan_id")), s.get("plan_id")),
-                        "period_start": _when(s.get("current_period_start")),
-                        "period_end": _when(s.get("current_period_end")),
-                        "created": _when(s.get("created_at")),
-                    }
-                    for s in subscriptions
+                    _subscription_view(s, names, user_id, request.user) for s in subscriptions
                 ],
                 refunds=[
                     {
@@ -159,6 +162,156 @@ def customer_lookup(request: HttpRequest) -> HttpResponse:
                 ],
             )
     return render(request, "customers/lookup.html", context)
+
+
+def _subscription_view(subscription: dict, names: dict[str, str], user_id, user) -> dict:
+    """A subscription with its renewal state as dates, and the actions this manager may take."""
+    renewal = subscription.get("renewal") or {}
+    status = subscription["status"]
+    may_act = user.has_perm("customers.manage_subscription")
+
+    def action_url(action: str) -> str:
+        url = reverse("admin:customers_subscription", args=[subscription["id"], action])
+        return f"{url}?user_id={user_id}"
+
+    return {
+        **subscription,
+        "plan_name": names.get(str(subscription.get("plan_id")), subscription.get("plan_id")),
+        "period_start": _when(subscription.get("current_period_start")),
+        "period_end": _when(subscription.get("current_period_end")),
+        "created": _when(subscription.get("created_at")),
+        "next_renewal": _when(renewal.get("next_renewal_at")),
+        "next_retry": _when(renewal.get("next_retry_at")),
+        "renewal_payment_status": renewal.get("payment_status"),
+        "renewal_attempts": renewal.get("attempts", 0),
+        "past_due": _when(subscription.get("past_due_since")),
+        "grace": _when(subscription.get("grace_until")),
+        "last_decline": " — ".join(
+            filter(
+                None,
+                [subscription.get("last_decline_code"), subscription.get("last_decline_message")],
+            )
+        ),
+        "retry_url": (
+            action_url("retry")
+            if may_act and status in RETRYABLE_STATUSES and renewal.get("payment_id")
+            else None
+        ),
+        "end_url": action_url("end") if may_act and status in ENDABLE_STATUSES else None,
+    }
+
+
+# action -> (billing's call, the audit log's action, the button, what the manager is told)
+SUBSCRIPTION_ACTIONS = {
+    "retry": (
+        billing.retry_renewal,
+        AuditEntry.Action.RETRY,
+        "Retry renewal now",
+        "The renewal will be charged at billing's next pass.",
+    ),
+    "end": (
+        billing.end_subscription,
+        AuditEntry.Action.END,
+        "End subscription",
+        "The subscription has ended: no access, no renewal.",
+    ),
+}
+
+
+def subscription_action(
+    request: HttpRequest, subscription_id: uuid.UUID, action: str
+) -> HttpResponse:
+    """Retry a subscription's renewal now, or end it now, through billing, with a reason."""
+    _require(request, "customers.manage_subscription")
+    if action not in SUBSCRIPTION_ACTIONS:
+        raise Http404("No such action on a subscription.")
+    call, audit_action, label, done = SUBSCRIPTION_ACTIONS[action]
+    context = {**admin.site.each_context(request), "title": label, "action_label": label}
+    lookup = CustomerLookupForm(
+        {"user_id": request.POST.get("user_id") or request.GET.get("user_id", "")}
+    )
+    if not lookup.is_valid():
+        raise Http404("Open this page from the customer's page (user_id is missing).")
+    user_id = lookup.cleaned_data["user_id"]
+    context.update(user_id=user_id, customer_url=_customer_url(user_id))
+    try:
+        subscriptions = billing.user_subscriptions(user_id=user_id)
+    except billing.BillingError as exc:
+        context["billing_error"] = exc
+        status = 502 if isinstance(exc, billing.BillingUnavailable) else 200
+        return render(request, "customers/subscription_action.html", context, status=status)
+    found = [s for s in subscriptions if s["id"] == str(subscription_id)]
+    if not found:
+        raise Http404("This customer has no such subscription.")
+    names = _plan_names([found[0].get("plan_id")])
+    subscription = _subscription_view(found[0], names, user_id, request.user)
+    context["subscription"] = subscription
+
+    if request.method == "POST":
+        form = SubscriptionActionForm(request.POST)
+        if form.is_valid():
+            data = form.cleaned_data
+            key = data["idempotency_key"]
+            try:
+                answer = call(subscription_id=subscription_id, idempotency_key=key)
+            except billing.BillingUnavailable as exc:
+                # Outcome unknown: keep the same key, so submitting again acts at most once.
+                context.update(billing_error=exc, retry_is_safe=True)
+            except billing.BillingError as exc:
+                # A definite "no": a next attempt is a new request with a new key.
+                context["billing_error"] = exc
+                form = _action_form(user_id, reason=data["reason"])
+            else:
+                _record_subscription_action(
+                    request, audit_action, subscription, answer, key=key, reason=data["reason"]
+                )
+                messages.success(request, done)
+                return redirect(_customer_url(user_id))
+    else:
+        form = _action_form(user_id)
+    context["form"] = form
+    return render(request, "customers/subscription_action.html", context)
+
+
+def _action_form(user_id, *, reason: str = "") -> SubscriptionActionForm:
+    """A subscription action's form with a fresh idempotency key."""
+    return SubscriptionActionForm(
+        initial={"user_id": user_id, "reason": reason, "idempotency_key": str(uuid.uuid4())}
+    )
+
+
+def _record_subscription_action(
+    request: HttpRequest, action: str, subscription: dict, answer: dict, *, key: str, reason: str
+) -> None:
+    """One audit entry per action: a replayed answer (a double submit, the same key) adds none."""
+    entries = AuditEntry.objects.filter(
+        action=action, target_type="subscription", target_id=subscription["id"]
+    )
+    if entries.filter(changes__idempotency_key=key).exists():
+        return
+    record(
+        user=request.user,
+        action=action,
+        target_type="subscription",
+        target_id=subscription["id"],
+        target_repr=f"subscription to {subscription['plan_name']}",
+        customer_id=subscription.get("user_id"),
+        changes={
+            "status": [subscription["status"], answer.get("status")],
+            "next_retry_at": (answer.get("renewal") or {}).get("next_retry_at"),
+            "idempotency_key": key,
+        },
+        reason=reason,
+    )
+    log.info(
+        "subscription action requested",
+        extra={
+            "action": action,
+            "subscription_id": subscription["id"],
+            "status": answer.get("status"),
+            "manager": request.user.get_username(),
+        },
+    )
 
 
 def customer_timeline(request: HttpRequest, user_id: uuid.UUID) -> HttpResponse:

@@ -4,7 +4,9 @@ the promo codes' permissions when their model arrives), so a role never lags its
 Permissions are only added here, never removed: an administrator may extend a group by hand.
 
 * Support — sees customers, their payments and timeline and the audit log; refunds up to
-  ADMIN_SUPPORT_REFUND_LIMITS (customers.refund_any_amount lifts the limit); reads the catalog.
+  ADMIN_SUPPORT_REFUND_LIMITS (customers.refund_any_amount lifts the limit); retries a
+  subscription's renewal now or ends it (customers.manage_subscription: the same customer care as
+  a refund, which may end a subscription too); reads the catalog.
 * Catalog manager — films, plans, promo codes: everything of the `catalog` app.
 * Administrator — every permission: the dashboard and exports, refunds of any amount, users.
 """
@@ -20,6 +22,7 @@ ROLES: dict[str, tuple[str, ...]] = {
     SUPPORT: (
         "customers.view_customer_billing",
         "customers.issue_refund",
+        "customers.manage_subscription",
         "audit.view_auditentry",
         "catalog.view_film",
         "catalog.view_plan",

@@ -1,7 +1,8 @@
 """A stand-in for billing's internal API as the admin uses it (docs/contracts.md, iss=admin),
 answering from in-memory payments. Refunds follow the contract: Idempotency-Key replays the first
 answer (another body with the same key -> 422 idempotency_key_reused), more than what is left
--> 409 refund_exceeds_remaining. Every request is recorded with its verified token claims."""
+-> 409 refund_exceeds_remaining. A subscription's retry-renewal and end answer it, replayed per
+Idempotency-Key (409 no_renewal_to_retry / subscription_ended as billing). Every request is recorded with its verified token claims."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ _REDEMPTIONS = re.compile(r"^/internal/v1/promo-codes/([0-9a-f-]{36})/redemption
 
 _TIMELINE = re.compile(r"^/internal/v1/users/([0-9a-f-]{36})/timeline$")
 _EXPORT = re.compile(r"^/internal/v1/reports/(payments|refunds)\.csv$")
+_SUBSCRIPTION_ACTION = re.compile(
+    r"^/internal/v1/subscriptions/([0-9a-f-]{36})/(retry-renewal|end)$"
+)
 
 
 class FakeBilling:
@@ -40,7 +44,7 @@ class FakeBilling:
         self.timelines: dict[str, list[dict]] = {}
         # CSV export: the header, then this many generated rows, sent in chunks as billing does.
         self.export_rows = 0
-        self._answers: dict[str, tuple[dict, int, dict]] = {}
+        self._answers: dict[str | tuple[str, str], tuple[dict | None, int, dict]] = {}
         self._lock = threading.Lock()
         fake = self
 
@@ -91,7 +95,18 @@ class FakeBilling:
                 "current_period_start": "2026-11-20T10:01:00+00:00",
                 "current_period_end": "2026-12-20T10:01:00+00:00",
                 "auto_renew": True,
+                "grace_until": None,
                 "created_at": "2026-11-20T10:00:00+00:00",
+                "past_due_since": None,
+                "last_decline_code": None,
+                "last_decline_message": None,
+                "renewal": {
+                    "next_renewal_at": "2026-12-20T10:01:00+00:00",
+                    "payment_id": None,
+                    "payment_status": None,
+                    "attempts": 0,
+                    "next_retry_at": None,
+                },
             }
         )
         return payment
@@ -226,6 +241,8 @@ class FakeBilling:
             return 503, {"code": "gateway_unavailable", "message": "Payment gateway unavailable."}
         if method == "POST" and (match := _REFUNDS.match(path)):
             return self._refund(match.group(1), body, key)
+        if method == "POST" and (match := _SUBSCRIPTION_ACTION.match(path)):
+            return self._subscription_action(*match.groups(), key)
         return 404, {"code": "not_found", "message": path}
 
     def _owner(self, item: dict) -> str:
@@ -270,4 +287,41 @@ class FakeBilling:
             status, answer = 201, refund
         if key:
             self._answers[key] = ({"payment_id": payment_id, **body}, status, answer)
+        return status, answer
+
+    def _subscription_action(self, subscription_id: str, action: str, key: str) -> tuple[int, dict]:
+        if (action, key) in self._answers:
+            return self._answers[(action, key)][1:]
+        found = [s for s in self.subscriptions if s["id"] == subscription_id]
+        if not found:
+            return 404, {"code": "subscription_not_found", "message": "No such subscription."}
+        subscription = found[0]
+        renewal = subscription["renewal"]
+        if action == "retry-renewal" and (
+            subscription["status"] not in ("active", "past_due") or not renewal["payment_id"]
+        ):
+            status, answer = (
+                409,
+                {
+                    "code": "no_renewal_to_retry",
+                    "message": "This subscription has no renewal waiting for payment.",
+                },
+            )
+        elif action == "end" and subscription["status"] in ("expired", "refunded"):
+            status, answer = (
+                409,
+                {
+                    "code": "subscription_ended",
+                    "message": "This subscription has already ended.",
+                },
+            )
+        else:
+            if action == "retry-renewal":
+                renewal["next_retry_at"] = "2026-11-29T12:00:00+00:00"
+            else:
+                subscription.update(status="expired", ended_at="2026-11-29T12:00:00+00:00")
+                renewal.update(next_renewal_at=None, next_retry_at=None)
+            status, answer = 200, json.loads(json.dumps(subscription))
+        if key:
+            self._answers[(action, key)] = (None, status, answer)
         return status, answer

@@ -26,7 +26,8 @@ def test_the_migration_made_the_three_roles():
         perms("Catalog manager"),
         perms("Administrator"),
     )
-    assert {"customers.view_customer_billing", "customers.issue_refund"} <= support
+    assert {"customers.view_customer_billing", "customers.issue_refund",
+            "customers.manage_subscription"} <= support  # fmt: skip
     assert "customers.refund_any_amount" not in support and "catalog.change_plan" not in support
     assert {"catalog.add_plan", "catalog.change_plan", "catalog.delete_film"} <= catalog
     assert not {p for p in catalog if not p.startswith("catalog.")}
