@@ -1,5 +1,5 @@
 """A manager in the Django admin, in a real browser: makes a plan that users can then buy, finds a
-user's payment and refunds part of it."""
+user's payment, refunds part of it, then ends the subscription (access stops)."""
 
 from __future__ import annotations
 
@@ -35,7 +35,9 @@ def wait_for_plan(user: BillingClient, name: str, timeout: float = 20) -> dict |
     return None
 
 
-@allure.title("A plan made in the admin panel can be bought; the manager refunds part of it")
+@allure.title(
+    "A plan made in the admin panel can be bought; the manager refunds part of it, then ends it"
+)
 def test_manager_creates_plan_then_refunds_a_payment(stack, page, on_exchange):
     user = BillingClient(stack, on_exchange=on_exchange)
     plan_name = f"Weekend pass {uuid.uuid4().hex[:6]}"
@@ -93,3 +95,20 @@ def test_manager_creates_plan_then_refunds_a_payment(stack, page, on_exchange):
         assert seen["refunded_amount"] == 100
         assert [r["amount"] for r in seen["refunds"]] == [100]
         assert user.access(COVERED_FILM_ID).json()["allowed"] is True
+
+    with allure.step("Manager ends the subscription with a reason; billing ends it, access stops"):
+        subscription_id = bought.json()["subscription"]["id"]
+        page.goto(f"{stack.admin_url}/admin/customers/?user_id={user.user_id}")
+        row = page.locator("#subscriptions tbody tr", has_text=subscription_id)
+        assert "active" in row.inner_text()
+        row.get_by_role("link", name="End subscription…").click()
+        page.fill("#id_reason", "Asked by phone to stop now")
+        screenshot(page, "end subscription form")
+        page.click("input[type=submit][value='End subscription']")
+        page.locator(".messagelist .success").wait_for()
+        row = page.locator("#subscriptions tbody tr", has_text=subscription_id)
+        assert "expired" in row.inner_text()
+        screenshot(page, "after ending the subscription")
+        ended = user.wait_for_subscription(subscription_id, lambda s: s["status"] == "expired")
+        assert ended["status"] == "expired", ended
+        assert user.access(COVERED_FILM_ID).json()["allowed"] is False
