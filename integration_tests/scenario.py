@@ -9,7 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
+
+from babel.numbers import format_currency, get_currency_precision
 
 from .clients import CARD_OK, BillingClient, PaymentPage, StackSettings, catalog
 from .clients.stripe_side import StripeSide
@@ -19,6 +22,14 @@ DEMO_PLAN_ID = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 COVERED_FILM_ID = "11111111-1111-4111-8111-111111111111"
 DEMO_PROMO_CODE = "WELCOME20"  # 20% off the first payment
 FREE_FILM_ID = "33333333-3333-4333-8333-333333333333"
+
+
+def money(amount: int, currency: str) -> str:
+    """An amount in minor units as people read it: money(999, "usd") → "$9.99", (500, "jpy") → "¥500"."""
+    code = currency.upper()
+    return format_currency(
+        Decimal(amount).scaleb(-get_currency_precision(code)), code, locale="en_US"
+    )
 
 
 class StepFailed(AssertionError):
@@ -59,6 +70,12 @@ class Scenario:
     def seed(self) -> str:
         catalog.manage(self.settings, "load_demo_data")
         catalog.copy_to_billing(self.settings)
+        listed = BillingClient(self.settings, on_exchange=self.on_exchange).plans()
+        expect(listed.status_code == 200, f"GET /plans answered {listed.status_code}")
+        expect(
+            DEMO_PLAN_ID in {plan["id"] for plan in listed.json()["items"]},
+            "the demo plan did not reach billing",
+        )
         return f"demo plan {DEMO_PLAN_ID} and promo code {DEMO_PROMO_CODE} copied to billing"
 
     def get_token(self) -> str:
@@ -71,8 +88,8 @@ class Scenario:
         plans = {plan["id"]: plan for plan in response.json()["items"]}
         expect(DEMO_PLAN_ID in plans, "the demo plan is not listed")
         self.plan = plans[DEMO_PLAN_ID]
-        price = self.plan["price"]
-        return f"{len(plans)} plan(s); '{self.plan['name']}' {price['amount']} {price['currency']}"
+        price = money(self.plan["price"]["amount"], self.plan["price"]["currency"])
+        return f"{len(plans)} plan(s); '{self.plan['name']}' at {price}"
 
     def check_no_access(self) -> str:
         return self._expect_access(COVERED_FILM_ID, allowed=False)
@@ -141,7 +158,7 @@ class Scenario:
         expect(refunds[0]["amount"] == payment["amount"], "the refund is not the full amount")
         listed = self._user.payments().json()["items"]
         expect(any(p["id"] == payment["id"] and p["status"] == "refunded" for p in listed), "")
-        return f"refund {refunds[0]['amount']} {refunds[0]['currency']} {refunds[0]['status']}"
+        return f"refund of {money(refunds[0]['amount'], refunds[0]['currency'])} {refunds[0]['status']}"
 
     def check_no_access_after_refund(self) -> str:
         return self._expect_access(COVERED_FILM_ID, allowed=False)

@@ -72,8 +72,6 @@ derive_settings() {
   derive BILLING_URL "http://127.0.0.1:$BILLING_PORT"
   derive PAY_API_URL "http://127.0.0.1:$PAY_API_PORT"
   derive PAY_API_PUBLIC_URL "http://127.0.0.1:$PAY_API_PORT"
-  # where the payment page's "Back to the cinema" link goes (billing passes it as the return URL)
-  derive CINEMA_URL "$ADMIN_URL/"
   # billing's emails go to the local mail server (scripts/mail_server.py), which keeps them all
   derive MAIL_URL "http://127.0.0.1:$MAIL_PORT"
   derive BILLING_SMTP_PORT "$MAIL_SMTP_PORT"
@@ -499,7 +497,7 @@ cmd_logs() {
 }
 
 cmd_env() {
-  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER|CINEMA|MAIL)_?' | sort
+  env | grep -E '^(ADMIN|BILLING|PAY_API|LOCALSTRIPE|STRIPE|AUTH_JWT|SERVICE_JWT|REDIS|POSTGRES|DB_PREFIX|DATA_DIR|DJANGO|ETL|WORKER|MAIL)_?' | sort
 }
 
 case "${1:-}" in

@@ -64,6 +64,22 @@ async def test_user_endpoints_refuse_bad_tokens(client, headers, code):
     response = await client.get("/api/v1/plans", headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == code
+    # RFC 6750: the scheme to use, and whether the token itself was the problem
+    expected = "Bearer" if code == "not_authenticated" else 'Bearer error="invalid_token"'
+    assert response.headers["www-authenticate"] == expected
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_that_is_not_json_is_415_unsupported_media_type(client, content_type):
+    body = '{"plan_id": "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"}'
+    response = await client.post(
+        "/api/v1/subscriptions",
+        content=body,
+        headers={**as_user(uuid.uuid4()), "Content-Type": content_type},
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in response.json()["message"]
 
 
 async def test_user_endpoint_refuses_alg_none(client):

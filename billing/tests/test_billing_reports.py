@@ -443,7 +443,7 @@ async def test_timeline_lists_everything_in_order(billing, known):
     assert kinds[-1] == "subscription_canceled"
     refund = e_items[kinds.index("refund_requested")]
     assert refund["refund_id"] == str(known.refunds["E-r"])
-    assert refund["title"] == "Refund of 2.00 USD asked by a manager"
+    assert refund["title"] == "Refund of $2.00 asked by a manager"
 
 
 async def test_recent_payments_are_newest_first_and_failed_ones_apart(billing, known):

@@ -54,6 +54,8 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         "BILLING_RATE_LIMIT_PER_USER": "1000/minute",
         "PAY_API_RATE_LIMIT_PER_ADDRESS": "100000/minute",
         "PAY_API_RATE_LIMIT_PER_PAYMENT": "1000/minute",
+        # the cinema's page the payment page links back to
+        "BILLING_PAYMENT_RETURN_URL": f"http://127.0.0.1:{port_base}/admin/login/?payment={{payment_id}}",
     }
 
 

@@ -86,6 +86,28 @@ def expect_access(buyer: BillingClient, payment: dict, allowed: bool) -> None:
         assert access["allowed"] is allowed, access
 
 
+@allure.title("The page shows the price as people read it and links back to the cinema")
+def test_page_shows_the_price_and_links_back_to_the_cinema(stack, page, buyer):
+    payment = buy(buyer)
+    open_page(page, payment)
+    with allure.step("The amount reads as money: $9.99, not 999 usd"):
+        assert payment["amount"] == 999 and payment["currency"] == "usd"
+        assert page.locator("#amount").inner_text().strip() == "$9.99"
+        assert "$9.99" in page.locator("#pay-button").inner_text()
+    cinema = stack.values.get("BILLING_PAYMENT_RETURN_URL", "")
+    with allure.step("'Back to the cinema' opens the cinema's page billing passed, not this page"):
+        link = page.locator("#return-link")
+        if not cinema:  # a stack with no cinema URL set shows no link at all
+            assert link.count() == 0
+            return
+        href = link.get_attribute("href")
+        assert href == cinema.replace("{payment_id}", payment["id"])
+        assert "/pay/" not in href
+        link.click()
+        page.wait_for_url(href)
+        screenshot(page, "the cinema's page")
+
+
 @allure.title("Card 4242: paid on the page, the user may watch")
 def test_card_payment_succeeds_and_grants_access(stack, page, buyer):
     payment = buy(buyer)

@@ -51,7 +51,6 @@ for _derived in (
     "BILLING_URL",
     "PAY_API_URL",
     "PAY_API_PUBLIC_URL",
-    "CINEMA_URL",
     "STRIPE_API_BASE",
     "STRIPE_JS_URL",
     "ETL_STATE_FILE",

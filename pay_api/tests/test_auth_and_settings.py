@@ -15,6 +15,7 @@ def test_missing_token_is_401_not_authenticated(client):
     response = client.get(URL)
     assert response.status_code == 401
     assert response.json == {"code": "not_authenticated", "message": response.json["message"]}
+    assert response.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_forged_token_is_401_token_invalid(client):
@@ -44,6 +45,18 @@ def test_expired_token_is_401_token_expired(client):
     response = client.get(URL, headers=auth(ttl=-10))
     assert response.status_code == 401
     assert response.json["code"] == "token_expired"
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_a_body_that_is_not_json_is_415_unsupported_media_type(client):
+    response = client.post(
+        "/internal/v1/payments",
+        data='{"payment_id": "x"}',
+        headers={"Authorization": f"Bearer {service_token()}", "Content-Type": "text/plain"},
+    )
+    assert response.status_code == 415
+    assert response.json["code"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in response.json["message"]
 
 
 def test_other_service_is_403_forbidden(client):

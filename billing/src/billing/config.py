@@ -89,7 +89,8 @@ class Settings(BaseSettings):
     # Timeouts of calls to pay_api, seconds.
     pay_api_connect_timeout: float = Field(2, validation_alias="BILLING_PAY_API_CONNECT_TIMEOUT")
     pay_api_timeout: float = Field(10, validation_alias="BILLING_PAY_API_TIMEOUT")
-    # Where pay_api sends the user after paying; `{payment_id}` is replaced. Empty = the page.
+    # The cinema's page the payment page links back to ("Back to the cinema"); `{payment_id}` is
+    # replaced. Empty: the page shows no such link.
     payment_return_url: str = Field("", validation_alias="BILLING_PAYMENT_RETURN_URL")
     # Connection pools (the idempotency pool holds a connection while a keyed request runs).
     # Per process: billing runs several web processes (BILLING_WEB_WORKERS), so with the defaults two
@@ -97,7 +98,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
     db_max_overflow: int = Field(5, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
     log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
-    # Serve the API's docs (/docs, /redoc, /openapi.json)? On for development and tests; off in
+    # Serve the API's docs (/docs, /openapi.json)? On for development and tests; off in
     # production (docker-compose), where they would describe the internal endpoints to anyone.
     docs: bool = Field(True, validation_alias="BILLING_DOCS")
     # Rate limits of purchase, refund and cancel (ratelimit.py), each action counted apart, in
@@ -189,9 +190,8 @@ class Settings(BaseSettings):
         return frozenset(s.strip() for s in self.access_check_services.split(",") if s.strip())
 
     def return_url_for(self, payment_id: str) -> str:
-        """The URL pay_api sends the user to after paying."""
-        template = self.payment_return_url or self.payment_url_for("{payment_id}")
-        return template.replace("{payment_id}", payment_id)
+        """Where the payment page's "Back to the cinema" link goes ("" = no link)."""
+        return self.payment_return_url.replace("{payment_id}", payment_id)
 
     def payment_url_for(self, payment_id: str) -> str:
         """The payment page of a payment (pay_api serves it; the payment id is unguessable)."""

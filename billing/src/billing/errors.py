@@ -197,7 +197,16 @@ def error_response(status_code: int, code: str, message: str, details: Any = Non
     body: dict[str, Any] = {"code": code, "message": message}
     if details is not None:
         body["details"] = details
-    return JSONResponse(body, status_code=status_code)
+    headers = None
+    if status_code == 401:  # RFC 6750: say which scheme, and whether the token was the problem
+        scheme = "Bearer" if code == "not_authenticated" else 'Bearer error="invalid_token"'
+        headers = {"WWW-Authenticate": scheme}
+    return JSONResponse(body, status_code=status_code, headers=headers)
+
+
+def _json_content_type(request: Request) -> bool:
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return media_type in ("", "application/json") or media_type.endswith("+json")
 
 
 _HTTP_CODES = {
@@ -218,7 +227,15 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(exc.status_code, exc.code, exc.message, exc.details)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if not _json_content_type(request) and any(
+            err.get("loc", ())[:1] == ("body",) for err in exc.errors()
+        ):
+            return error_response(
+                415,
+                "unsupported_media_type",
+                "The body must be JSON: send it with Content-Type: application/json.",
+            )
         details = [
             {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
             for err in exc.errors()

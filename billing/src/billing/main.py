@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from billing.access.fastpath import AccessFastPath
 from billing.access.router import router as access_router
@@ -59,15 +61,16 @@ def create_app(settings: Settings | None = None, *, configure_logs: bool = True)
         yield
         await resources.aclose()
 
+    # /docs loads Swagger UI's files from billing itself, so it works offline (no /redoc: ReDoc
+    # still fetches its logo from its CDN). BILLING_DOCS=0: no docs and no schema at all.
     docs = settings.docs
-    app = FastAPI(
+    new_app = FastAPIOffline if docs else partial(FastAPI, docs_url=None, openapi_url=None)
+    app = new_app(
         title="Cinema Billing",
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
-        openapi_url="/openapi.json" if docs else None,
+        redoc_url=None,
     )
     app.state.resources = resources
     install_error_handlers(app)

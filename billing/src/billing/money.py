@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from babel.numbers import format_currency
+
 # The largest amount any input may carry (minor units): far above any price, far below int8.
 MAX_AMOUNT = 10**12
 
@@ -15,6 +17,7 @@ MINOR_DIGITS = {
 
 
 def for_people(amount: int, currency: str) -> str:
-    """for_people(999, "usd") → "9.99 USD"."""
-    digits = MINOR_DIGITS.get(currency.lower(), 2)
-    return f"{Decimal(amount).scaleb(-digits):,.{digits}f} {currency.upper()}"
+    """for_people(999, "usd") → "$9.99"; for_people(500, "jpy") → "¥500" (CLDR's symbol and
+    format, in English)."""
+    value = Decimal(amount).scaleb(-MINOR_DIGITS.get(currency.lower(), 2))
+    return format_currency(value, currency.upper(), locale="en_US")

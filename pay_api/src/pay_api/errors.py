@@ -35,6 +35,11 @@ class ValidationError(PayApiError):
     status, code, message = 422, "validation_error", "The request body is not valid."
 
 
+class UnsupportedMediaType(PayApiError):
+    status, code = 415, "unsupported_media_type"
+    message = "The body must be JSON: send it with Content-Type: application/json."
+
+
 class NotAuthenticated(PayApiError):
     status, code, message = 401, "not_authenticated", "A service token is required."
 
@@ -130,7 +135,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(PayApiError)
     def _ours(error: PayApiError):
-        return jsonify(error.to_body()), error.status
+        headers = {}
+        if error.status == 401:  # RFC 6750: the scheme, and whether the token was the problem
+            invalid = error.code != "not_authenticated"
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if invalid else "Bearer"
+        return jsonify(error.to_body()), error.status, headers
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from babel.numbers import format_currency
+
 # ISO 4217 currencies whose minor unit is not 1/100 (Stripe's list of zero-decimal ones, and
 # the three-decimal ones).
 ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
@@ -20,7 +22,7 @@ def minor_unit_exponent(currency: str) -> int:
 
 
 def format_money(amount: int, currency: str) -> str:
-    """`format_money(1299, "usd")` → "12.99 USD"; `format_money(500, "jpy")` → "500 JPY"."""
-    exponent = minor_unit_exponent(currency)
-    value = Decimal(amount).scaleb(-exponent)
-    return f"{value:,.{exponent}f} {currency.upper()}"
+    """`format_money(1299, "usd")` → "$12.99"; `format_money(500, "jpy")` → "¥500" (as people
+    read them: CLDR's symbol and format, in the page's language, English)."""
+    value = Decimal(amount).scaleb(-minor_unit_exponent(currency))
+    return format_currency(value, currency.upper(), locale="en_US")

@@ -7,14 +7,16 @@ from typing import TypeVar
 import pydantic
 from flask import request
 
-from pay_api.errors import ValidationError
+from pay_api.errors import UnsupportedMediaType, ValidationError
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 
 
 def parse_body(model: type[Model]) -> Model:
+    if request.content_length and request.mimetype and not request.is_json:
+        raise UnsupportedMediaType()  # a form or text body: say what to send instead
     try:
-        data = request.get_json(silent=True)
+        data = request.get_json(silent=True, force=True)  # no Content-Type: read it as JSON
     except RecursionError:  # nested deeper than the parser goes: not a body of ours
         data = None
     if not isinstance(data, dict):
