@@ -142,6 +142,7 @@ port_taken() {
 postgres_data_dir() {
   # the cluster we start ourselves: in the datastore folder, or elsewhere when the postgres user
   # cannot reach it (e.g. a checkout under /root)
+  mkdir -p "$DATASTORE_DIR"
   if [ "$(id -u)" = 0 ] && ! as_postgres test -x "$DATASTORE_DIR"; then
     echo "/var/tmp/cinema-billing-postgres-$(printf '%s' "$DATASTORE_DIR" | md5sum | cut -c1-8)"
   else

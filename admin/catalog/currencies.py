@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from babel.numbers import format_currency
-
 CURRENCIES: dict[str, tuple[str, int]] = {
     "usd": ("US dollar", 2),
     "eur": ("Euro", 2),
@@ -57,8 +55,8 @@ def to_minor(amount_major: Decimal, currency: str) -> int:
 
 
 def format_money(amount_minor: int, currency: str) -> str:
-    """999, "usd" -> "$9.99"; 500, "jpy" -> "¥500" (CLDR's symbol and format, in English)."""
-    return format_currency(to_major(amount_minor, currency), currency.upper(), locale="en_US")
+    """999, "usd" -> "9.99 USD"."""
+    return f"{to_major(amount_minor, currency):,} {currency.upper()}"
 
 
 # Stripe's minimum charge per currency, in minor units (its "Minimum and maximum charge amounts"

@@ -54,9 +54,11 @@ def test_database_refuses_a_malformed_currency():
 
 
 def test_price_is_shown_in_major_units():
-    assert make_plan(price_amount=999, currency="usd").price_display == "$9.99"
-    assert make_plan(name="Yen", price_amount=500, currency="jpy").price_display == "¥500"
-    assert make_plan(name="Big", price_amount=123456, currency="eur").price_display == "€1,234.56"
+    assert make_plan(price_amount=999, currency="usd").price_display == "9.99 USD"
+    assert make_plan(name="Yen", price_amount=500, currency="jpy").price_display == "500 JPY"
+    assert (
+        make_plan(name="Big", price_amount=123456, currency="eur").price_display == "1,234.56 EUR"
+    )
 
 
 @pytest.mark.parametrize(

@@ -35,8 +35,10 @@ def test_lookup_shows_the_users_payments_subscriptions_and_refunds(manager_clien
 
     html = response.content.decode()
     assert response.status_code == 200
-    assert payment["id"] in html and "$9.99" in html and "$1.11" not in html
-    assert payment["subscription_id"] in html and "duplicate purchase" in html and "$3.00" in html
+    assert payment["id"] in html and "9.99 USD" in html and "1.11 USD" not in html
+    assert (
+        payment["subscription_id"] in html and "duplicate purchase" in html and "3.00 USD" in html
+    )
     assert f"/customers/payments/{payment['id']}/refund/" in html
     paths = sorted(r["path"] for r in billing.requests)
     assert paths == [
@@ -71,7 +73,7 @@ def test_partial_refund_is_posted_once_even_when_submitted_twice(manager_client,
     assert posts[0]["idempotency_key"] == posts[1]["idempotency_key"] != ""
     assert len(billing.refunds) == 1 and billing.payments[payment["id"]]["refunded_amount"] == 450
     shown = manager_client.get(first["Location"]).content.decode()
-    assert "Refund of $4.50 requested (pending)." in shown
+    assert "Refund of 4.50 USD requested (pending)." in shown
 
 
 def test_billing_refusal_is_shown_with_its_code_and_a_new_key(manager_client, billing):

@@ -78,4 +78,4 @@ def test_minimum_charge(net, currency, refused):
 
 def test_minimum_message_names_both_amounts():
     message = pricing.minimum_message(10, "usd")
-    assert "0.10 USD" in message and "0.50 USD" in message
+    assert "$0.10" in message and "$0.50" in message

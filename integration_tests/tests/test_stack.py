@@ -1,6 +1,7 @@
 """`scripts/stack.sh` as a user meets it: `make up` twice, `make down`, `make up` keeps every piece
 of data (billing's, pay_api's and localstripe's, so the three still agree), a failed `make up`
-leaves nothing running, `make reset` starts empty.
+leaves nothing running, `make reset` starts empty; on a fresh machine its own PostgreSQL is UTF-8
+with no locale set, and a PostgreSQL that asks a password is not taken for a usable one.
 
 The stack is its own (ports IT_PORT_BASE+100.., databases cinema_<IT_NAME>_cycle_*, data in
 var/<IT_NAME>_cycle, Redis keys under its own prefix): it never touches a developer's stack or the
@@ -9,12 +10,15 @@ session's integration stack."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import allure
 import httpx
+import psycopg
 import pytest
 
 from integration_tests.clients import CARD_OK, BillingClient, PaymentPage, StackSettings
@@ -192,3 +196,92 @@ def test_reset_wipes_the_data(cycle, on_exchange):
             url = next((word for word in line.split() if word.startswith("http")), None)
             if url and "<" not in url and "/v1/" not in url:
                 assert httpx.get(url, timeout=10, follow_redirects=True).status_code == 200, url
+
+
+# --- our own PostgreSQL: UTF-8 whatever the locale; a server asking a password is not ours ---------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[dict[str, str]]:
+    """Settings under which stack.sh must start a PostgreSQL of its own: a free port, a datastore
+    folder of this test, and no locale at all (as on a fresh machine or in a container)."""
+    datastores = ROOT / "var" / f"{NAME}_datastores"
+    shutil.rmtree(datastores, ignore_errors=True)
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LANG", "LC_")) and key != "LANGUAGE"
+    }
+    env.update(CYCLE_ENV, POSTGRES_PORT=str(free_port()), DATASTORE_DIR=str(datastores))
+    yield env
+    subprocess.run([str(ROOT / "scripts" / "stack.sh"), "stop-datastores"], env=env, check=False)
+    shutil.rmtree(datastores, ignore_errors=True)
+
+
+def datastores(env: dict[str, str], command: str = "datastores") -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "stack.sh"), command],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    allure.attach(
+        f"$ stack.sh {command}  (exit {result.returncode})\n{result.stdout}{result.stderr}",
+        name=f"stack.sh {command}",
+        attachment_type=allure.attachment_type.TEXT,
+    )
+    return result
+
+
+def connect(env: dict[str, str], dbname: str = "postgres") -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1", port=env["POSTGRES_PORT"], user="postgres", dbname=dbname, autocommit=True
+    )
+
+
+@allure.title("With no locale set, stack.sh's own PostgreSQL is UTF-8 and text comes back as str")
+def test_own_postgres_is_utf8_whatever_the_locale(own_postgres):
+    with allure.step("stack.sh datastores with no LANG/LC_* and nothing on POSTGRES_PORT"):
+        started = datastores(own_postgres)
+        assert started.returncode == 0, started.stderr
+        assert "creating a cluster" in started.stderr
+    with allure.step("The cluster, a new database and the text read back are UTF-8"):
+        with connect(own_postgres) as conn:
+            assert conn.execute("SHOW server_encoding").fetchone()[0] == "UTF8"
+            conn.execute('CREATE DATABASE "made_later"')
+            encodings = dict(
+                conn.execute("SELECT datname, pg_encoding_to_char(encoding) FROM pg_database")
+            )
+        assert encodings["template1"] == encodings["made_later"] == "UTF8"
+        with connect(own_postgres, "made_later") as conn:
+            assert conn.execute("SELECT 'Nosferatu — ¥500 ü'").fetchone()[0] == "Nosferatu — ¥500 ü"
+    with allure.step("stack.sh stop-datastores stops it"):
+        assert "stopped our PostgreSQL" in datastores(own_postgres, "stop-datastores").stderr
+
+
+@allure.title("A PostgreSQL that asks a password is not taken for a usable one")
+def test_a_postgres_asking_a_password_is_refused_clearly(own_postgres):
+    assert datastores(own_postgres).returncode == 0
+    with allure.step("The server on POSTGRES_PORT now asks a password over TCP (as Debian's own)"):
+        with connect(own_postgres) as conn:
+            conn.execute("ALTER USER postgres PASSWORD 'only-the-dba-knows'")
+            hba = conn.execute("SHOW hba_file").fetchone()[0]
+            Path(hba).write_text(
+                "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n", encoding="utf-8"
+            )
+            conn.execute("SELECT pg_reload_conf()")
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            connect(own_postgres).close()
+    with allure.step("stack.sh says so and how to go on, and starts nothing on that port"):
+        refused = datastores(own_postgres)
+        assert refused.returncode != 0
+        assert "without a password" in refused.stderr
+        assert "set POSTGRES_PORT to a free port" in refused.stderr
