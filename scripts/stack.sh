@@ -110,11 +110,19 @@ apt_install() {
 postgres_sql() {
   # postgres_sql SQL: run one statement as $POSTGRES_USER on the postgres database; prints rows
   "$PY" - "$1" <<'EOF'
-import os, sys
+import os, sys, time
 import psycopg
-with psycopg.connect(host=os.environ["POSTGRES_HOST"], port=os.environ["POSTGRES_PORT"],
-                     user=os.environ["POSTGRES_USER"], dbname="postgres", autocommit=True,
-                     connect_timeout=2) as conn:
+for attempt in range(20):  # a busy shared server ("too many clients") frees a slot soon
+    try:
+        conn = psycopg.connect(host=os.environ["POSTGRES_HOST"], port=os.environ["POSTGRES_PORT"],
+                               user=os.environ["POSTGRES_USER"], dbname="postgres",
+                               autocommit=True, connect_timeout=2)
+        break
+    except psycopg.OperationalError as error:
+        if "too many clients" not in str(error) or attempt == 19:
+            raise
+        time.sleep(0.5)
+with conn:
     cursor = conn.execute(sys.argv[1])
     if cursor.description:
         for row in cursor.fetchall():
@@ -228,10 +236,11 @@ DATABASES=("${DB_PREFIX}_admin" "${DB_PREFIX}_billing" "${DB_PREFIX}_pay_api")
 
 create_databases() {
   # creates the missing ones (UTF-8 whatever the server's default); says whether admin's was new
-  local db
+  local db exists
   ADMIN_DATABASE_CREATED=0
   for db in "${DATABASES[@]}"; do
-    if [ -z "$(postgres_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")" ]; then
+    exists=$(postgres_sql "SELECT 1 FROM pg_database WHERE datname = '$db'")  # fails: stop here
+    if [ -z "$exists" ]; then
       postgres_sql "CREATE DATABASE \"$db\" TEMPLATE template0 ENCODING 'UTF8'"
       [ "$db" != "${DB_PREFIX}_admin" ] || ADMIN_DATABASE_CREATED=1
     fi
@@ -459,6 +468,10 @@ cmd_down() {
       case "$datastore" in postgres) stop_postgres ;; redis) stop_redis ;; esac
     done <"$RUN_DIR/datastores"
     rm -f "$RUN_DIR/datastores"
+  fi
+  if [ -f "$(postgres_data_dir)/postmaster.pid" ] || [ -f "$DATASTORE_DIR/redis/redis.pid" ]; then
+    say "our PostgreSQL/Redis in $DATASTORE_DIR keep running (started by make test or another" \
+      "stack of this checkout): scripts/stack.sh stop-datastores stops them"
   fi
 }
 

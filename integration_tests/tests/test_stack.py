@@ -43,6 +43,8 @@ CYCLE_ENV = {
     "BILLING_REDIS_PREFIX": f"billing_{NAME}:",
     "STRIPE_OFFLINE": "1",
     "WORKER_COPIES": "1",
+    "BILLING_DB_POOL_SIZE": "3",  # a small stack: the PostgreSQL server is shared
+    "BILLING_DB_MAX_OVERFLOW": "3",
     "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
     "ETL_INTERVAL_SECONDS": "1",
 }
@@ -65,11 +67,11 @@ for _derived in (
     CYCLE_ENV[_derived] = ""  # derived from the settings above, whatever the caller's environment
 
 
-def stack_sh(*command: str, **extra: str) -> subprocess.CompletedProcess[str]:
-    """scripts/stack.sh COMMAND with the cycle stack's settings; its output (stdout + stderr)."""
+def stack_sh(*command: str, env: dict[str, str] | None = None, **extra: str):
+    """scripts/stack.sh COMMAND with the cycle stack's settings (or `env`); its output, attached."""
     result = subprocess.run(
         [str(ROOT / "scripts" / "stack.sh"), *command],
-        env={**os.environ, **CYCLE_ENV, **extra},
+        env={**(env or {**os.environ, **CYCLE_ENV}), **extra},
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -225,20 +227,7 @@ def own_postgres() -> Iterator[dict[str, str]]:
 
 
 def datastores(env: dict[str, str], command: str = "datastores") -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "stack.sh"), command],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    allure.attach(
-        f"$ stack.sh {command}  (exit {result.returncode})\n{result.stdout}{result.stderr}",
-        name=f"stack.sh {command}",
-        attachment_type=allure.attachment_type.TEXT,
-    )
-    return result
+    return stack_sh(command, env=env)
 
 
 def connect(env: dict[str, str], dbname: str = "postgres") -> psycopg.Connection:
