@@ -59,7 +59,7 @@ async def test_a_queued_email_reaches_the_mail_server_once(resources, mail_serve
     assert await send_emails(resources, datetime.now(UTC)) == 0  # nothing twice
 
     (message,) = await mail_server.messages(f"{user_id}@users.cinema.local")
-    assert message["subject"] == "Receipt: Premium, 9.99 USD"
+    assert message["subject"] == "Receipt: Premium, $9.99"
     assert "Your subscription was renewed." in message["text"]
     assert "01 Jan 2026 – 01 Feb 2026" in message["text"]
     assert str(payment_id) in message["text"]

@@ -48,6 +48,7 @@ CYCLE_ENV = {
     "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
     "ETL_INTERVAL_SECONDS": "1",
 }
+SERVICE_PORTS = ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT", "MAIL_PORT")
 for _derived in (
     "ADMIN_DATABASE_URL",
     "BILLING_DATABASE_URL",
@@ -130,7 +131,7 @@ def test_up_keeps_data_and_says_already_running(cycle, on_exchange):
     with allure.step("make down stops every service"):
         assert stack_sh("down").returncode == 0
         assert "not running" in stack_sh("status").stdout
-        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT", "MAIL_PORT"):
+        for port in SERVICE_PORTS:
             assert not listening(int(CYCLE_ENV[port])), port
 
     with allure.step("make up again: the paid subscription survived, access still granted"):
@@ -169,7 +170,7 @@ def test_failed_up_leaves_nothing_started(cycle):
         assert "stopping what it started" in failed.stderr
         assert "stopped localstripe" in failed.stderr
         assert "not running" in stack_sh("status").stdout
-        for port in ("ADMIN_PORT", "BILLING_PORT", "PAY_API_PORT", "LOCALSTRIPE_PORT", "MAIL_PORT"):
+        for port in SERVICE_PORTS:
             assert not listening(int(CYCLE_ENV[port])), port
 
 
