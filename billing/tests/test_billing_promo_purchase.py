@@ -79,8 +79,8 @@ async def test_the_payment_carries_gross_discount_and_net_and_pay_api_is_asked_f
         " AND payload->>'payment_id' = :p AND payload->>'kind' = 'receipt'",
         p=payment["id"],
     )
-    assert f"Price: 10.00 USD\nDiscount ({promo['code']}): -2.50 USD\n" in receipt_email
-    assert "Amount charged: 7.50 USD" in receipt_email
+    assert f"Price: $10.00\nDiscount ({promo['code']}): -$2.50\n" in receipt_email
+    assert "Amount charged: $7.50" in receipt_email
     receipt = await billing.payment(user, payment["id"])
     assert (receipt["status"], receipt["gross_amount"], receipt["discount_amount"]) == (
         "succeeded",

@@ -29,10 +29,10 @@ def test_page_shows_the_price_the_discount_and_the_total(client, api):
         amount=750, currency="usd", gross_amount=1000, discount_amount=250, promo_code="SPRING25"
     )
     html = client.get(f"/pay/{payment['payment_id']}").get_data(as_text=True)
-    assert '<dd id="gross-amount">10.00 USD</dd>' in html
+    assert '<dd id="gross-amount">$10.00</dd>' in html
     assert '<span id="promo-code">SPRING25</span>' in html
-    assert '<dd id="discount-amount">−2.50 USD</dd>' in html
-    assert 'data-amount="750"' in html and "7.50 USD" in html
+    assert '<dd id="discount-amount">−$2.50</dd>' in html
+    assert 'data-amount="750"' in html and "$7.50" in html
     # Without a discount the page shows the total alone.
     plain = api.create_payment(amount=999, currency="usd")
     assert "price-breakdown" not in client.get(f"/pay/{plain['payment_id']}").get_data(as_text=True)
