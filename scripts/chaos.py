@@ -76,15 +76,29 @@ def log(message: str) -> None:
 
 
 def patiently(call, attempts: int = 10):
-    """A person retries when the site does not answer (a service restarting, a cut connection)."""
+    """A person retries when the site does not answer (a service restarting, a cut connection, or
+    nginx saying that no copy of the service answers)."""
     for attempt in range(attempts):
         try:
-            return call()
+            answer = call()
         except httpx.TransportError:
             if attempt == attempts - 1:
                 raise
-            time.sleep(0.5 + attempt * 0.5)
+        else:
+            if not _no_copy_answers(answer) or attempt == attempts - 1:
+                return answer
+        time.sleep(0.5 + attempt * 0.5)
     raise AssertionError("unreachable")
+
+
+def _no_copy_answers(answer) -> bool:
+    """nginx's answer when every copy of the service is down (deploy/nginx/cinema.conf.template)."""
+    if isinstance(answer, httpx.Response) and answer.status_code == 503:
+        try:
+            return answer.json().get("code") == "service_unavailable"
+        except ValueError:
+            return False
+    return isinstance(answer, dict) and answer.get("code") == "service_unavailable"
 
 
 def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> None:
@@ -145,7 +159,7 @@ def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> N
         return
     if rng.random() < 0.3:
         seen = patiently(lambda: user.wait_for_payment(payment["id"], {"succeeded"}, timeout=20))
-        if seen["status"] != "succeeded":
+        if seen.get("status") != "succeeded":
             return
         clicks = 3 if rng.random() < 0.3 else 1
         tally.count("actions", f"refund_x{clicks}")

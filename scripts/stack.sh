@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# Runs the whole system as local background processes.
+# Runs the whole system as local processes, under supervisor (one supervisord per data folder,
+# scripts/supervisord.conf), in the topology docker-compose.yml deploys: several copies of billing's
+# API and pay_api behind nginx when BILLING_COPIES / PAY_API_COPIES > 1.
 #
 #   scripts/stack.sh up [--fresh]  checks the ports, then datastores, databases, migrations, every
-#                                 service; returns once all answer and billing holds the admin's
+#                                 service; returns once all are ready and billing holds the admin's
 #                                 catalog, then prints the URLs. Keeps every piece of data (the
 #                                 databases, localstripe's objects, the ETL's watermark); when the
 #                                 stack already runs it says so and changes nothing; when it fails
 #                                 it stops what it started. --fresh wipes the data first.
-#   scripts/stack.sh down         stops every service of this data folder, and the PostgreSQL and
-#                                 Redis that its `up` started (if it did)
+#   scripts/stack.sh down         stops every service of this data folder (and its supervisord),
+#                                 and the PostgreSQL and Redis that its `up` started (if it did)
 #   scripts/stack.sh reset        down, wipe this stack's data (as `up --fresh`), up again
 #   scripts/stack.sh datastores   PostgreSQL and Redis: use the ones answering, else start our own
 #   scripts/stack.sh stop-datastores  stops the PostgreSQL and Redis we started (if we did)
-#   scripts/stack.sh start|stop|kill NAME...   one service (kill = SIGKILL, a crash)
+#   scripts/stack.sh start|stop|kill NAME...   a service (billing: every copy) or one copy
+#                                 (billing-2); start waits for readiness; kill = SIGKILL, a crash
 #   scripts/stack.sh status       what runs, with pids
 #   scripts/stack.sh logs [NAME]  follows the logs (all, or one service's)
 #   scripts/stack.sh env          prints the effective settings (KEY=value), for other scripts
+#   scripts/stack.sh run NAME     supervisord's command for NAME (not for people)
 #
 # Settings, the one source for the stack, the demo and every test suite: the caller's environment,
 # then .env, then what this script chose for its own PostgreSQL (var/datastores/chosen.env), then
@@ -269,115 +273,225 @@ migrate() {
   "$BIN/alembic" -c pay_api/alembic.ini upgrade head >"$LOG_DIR/migrate-pay_api.log" 2>&1
 }
 
-start() {
-  # start NAME COMMAND...: a background process in its own session (so `down` stops its children)
-  local name=$1
-  shift
-  if is_running "$name"; then return 0; fi
-  setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null &
-  echo $! >"$RUN_DIR/$name.pid"
-}
+# --- processes: supervisord runs them (scripts/supervisord.conf); this script says what to run ---
+#
+# Copies (BILLING_COPIES, PAY_API_COPIES, WORKER_COPIES) are supervisor groups: `billing` names
+# every copy, `billing-2` one. With more than one web copy, nginx
+# (deploy/nginx/cinema.conf.template, as in docker-compose.yml) listens on ADMIN_PORT, BILLING_PORT
+# and PAY_API_PORT, in front of the admin on ADMIN_PORT+10 and copy n on BILLING_PORT+10n /
+# PAY_API_PORT+10n.
 
-is_running() {
-  local pidfile=$RUN_DIR/$1.pid
-  [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
-}
+export ROOT LOG_DIR RUN_DIR BILLING_COPIES=${BILLING_COPIES:-1} PAY_API_COPIES=${PAY_API_COPIES:-1} \
+  WORKER_COPIES=${WORKER_COPIES:-1}
+export SUPERVISOR_SOCKET=$RUN_DIR/supervisor.sock
+# a unix socket's path is at most 107 bytes
+[ ${#SUPERVISOR_SOCKET} -lt 100 ] ||
+  SUPERVISOR_SOCKET=/tmp/cinema-supervisor-$(printf '%s' "$RUN_DIR" | md5sum | cut -c1-12).sock
 
-running_services() {
-  local pidfile
-  for pidfile in "$RUN_DIR"/*.pid; do
-    [ -f "$pidfile" ] || continue
-    if is_running "$(basename "$pidfile" .pid)"; then basename "$pidfile" .pid; fi
+behind_nginx() { [ "$BILLING_COPIES" -gt 1 ] || [ "$PAY_API_COPIES" -gt 1 ]; }
+
+copies_of() {
+  # copies_of NAME...: the processes each NAME stands for (billing: every copy of billing's API)
+  local name
+  for name in "$@"; do
+    case "$name" in
+      billing) seq -f 'billing-%g' "$BILLING_COPIES" ;;
+      pay_api) seq -f 'pay_api-%g' "$PAY_API_COPIES" ;;
+      billing-worker | pay_api-worker) seq -f "$name-%g" "$WORKER_COPIES" ;;
+      *) echo "$name" ;;
+    esac
   done
 }
+
+target() {
+  # supervisor's name of NAME: a group for every copy, group:copy for one
+  case "$1" in
+    billing | pay_api | billing-worker | pay_api-worker) echo "$1:*" ;;
+    billing-worker-[0-9]* | pay_api-worker-[0-9]* | billing-[0-9]* | pay_api-[0-9]*) echo "${1%-*}:$1" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+port_of() {
+  # where NAME listens itself (behind nginx: its own port, copy n at +10n)
+  local offset=0
+  if behind_nginx; then
+    case "$1" in billing-[0-9]* | pay_api-[0-9]*) offset=$((10 * ${1##*-})) ;; admin) offset=10 ;; esac
+  fi
+  case "$1" in
+    localstripe) echo "$LOCALSTRIPE_PORT" ;;
+    mail) echo "$MAIL_PORT" ;;
+    billing-[0-9]*) echo $((BILLING_PORT + offset)) ;;
+    pay_api-[0-9]*) echo $((PAY_API_PORT + offset)) ;;
+    admin) echo $((ADMIN_PORT + offset)) ;;
+  esac
+}
+
+service_command() {
+  # the one place that says how each process of the system is started (sets CMD)
+  local port
+  port=$(port_of "$1")
+  case "$1" in
+    localstripe) CMD=("$PY" scripts/localstripe_server.py --port "$port" --data-dir "$DATA_DIR/localstripe") ;;
+    billing-worker-*) CMD=("$PY" -m billing.worker) ;;
+    billing-*) CMD=("$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$port"
+      --workers "${BILLING_WEB_WORKERS:-2}" --no-access-log) ;;
+    pay_api-worker-*) CMD=("$PY" -m pay_api.worker) ;;
+    pay_api-*) CMD=("$BIN/gunicorn" -c pay_api/gunicorn.conf.py 'pay_api:create_app()' --bind "127.0.0.1:$port") ;;
+    admin) CMD=("$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$port" --workers "${ADMIN_WEB_WORKERS:-2}") ;;
+    etl) CMD=("$PY" -m etl) ;;
+    mail) CMD=("$PY" scripts/mail_server.py --smtp-port "$MAIL_SMTP_PORT" --http-port "$MAIL_PORT"
+      --data-dir "$DATA_DIR/mail") ;;
+    nginx) CMD=("$(command -v nginx || echo /usr/sbin/nginx)" -c "$RUN_DIR/nginx.conf" -e "$LOG_DIR/nginx-error.log" -g "daemon off;") ;;
+    *) say "unknown service: $1"; return 2 ;;
+  esac
+}
+
+cmd_run() {
+  # run NAME (supervisord's command for NAME): the environment `launch` saved, then the command
+  local setting
+  while IFS= read -r -d '' setting; do export "$setting" 2>/dev/null || true; done <"$RUN_DIR/env/$1.env"
+  case "$1" in
+    billing-[0-9]* | pay_api-[0-9]*)
+      # prometheus-client's multiprocess mode: one empty folder shared by the copy's processes
+      export PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/prometheus/$1
+      rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" ;;
+  esac
+  service_command "$1"
+  exec "${CMD[@]}"
+}
+
+ctl() { "$BIN/supervisorctl" -c scripts/supervisord.conf "$@"; }
+
+supervisor_runs() {
+  [ -S "$SUPERVISOR_SOCKET" ] && [ -f "$RUN_DIR/supervisord.pid" ] &&
+    kill -0 "$(cat "$RUN_DIR/supervisord.pid")" 2>/dev/null
+}
+
+ensure_supervisor() {
+  supervisor_runs && return 0
+  "$BIN/supervisord" -c scripts/supervisord.conf
+  for _ in $(seq 50); do supervisor_runs && return 0; sleep 0.1; done
+  say "supervisord did not start; see $LOG_DIR/supervisord.log"; return 1
+}
+
+supervisor_status() {
+  # supervisorctl status [TARGET] as "name state pid" lines (name without its group)
+  supervisor_runs || return 0
+  { ctl status "$@" 2>/dev/null || true; } |
+    awk '{ sub(/^.*:/, "", $1); pid = ($2 == "RUNNING") ? $4 : "-"; sub(",", "", pid); print $1, $2, pid }'
+}
+
+running_services() { supervisor_status | awk '$2 == "RUNNING" {print $1}'; }
+
+pid_of() { supervisor_status "$(target "$1")" | awk '$2 == "RUNNING" {print $3}'; }
+
+is_running() { [ -n "$(pid_of "$1")" ]; }
 
 wait_http() {
-  # wait_http NAME URL: until URL answers 2xx, or fail with the end of the service's log
-  local name=$1 url=$2
-  for _ in $(seq 300); do
-    if "$PY" -c "import sys, httpx; sys.exit(0 if httpx.get('$url', timeout=1).is_success else 1)" 2>/dev/null; then
-      return 0
-    fi
-    if ! is_running "$name"; then break; fi
-    sleep 0.2
-  done
+  # wait_http NAME URL: until URL answers 2xx (at most READY_TIMEOUT s, 120 by default), or fail
+  # with the end of the service's log as soon as its process died
+  local name=$1 url=$2 pid
+  pid=$(pid_of "$name")
+  if "$PY" - "$url" "${pid:-0}" "${READY_TIMEOUT:-120}" <<'EOF'; then return 0; fi
+import os, sys, time
+import httpx
+url, pid, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+deadline = time.monotonic() + timeout
+while time.monotonic() < deadline:
+    try:
+        if httpx.get(url, timeout=1).is_success:
+            sys.exit(0)
+    except httpx.HTTPError:
+        pass
+    try:
+        if pid > 0:
+            os.kill(pid, 0)
+    except ProcessLookupError:
+        sys.exit(1)  # the process died
+    time.sleep(0.2)
+sys.exit(1)
+EOF
   say "$name did not answer at $url; the end of $LOG_DIR/$name.log:"
   tail -n 30 "$LOG_DIR/$name.log" >&2 || true
   return 1
 }
 
-port_of() {
-  case "$1" in
-    localstripe) echo "$LOCALSTRIPE_PORT" ;; billing) echo "$BILLING_PORT" ;;
-    pay_api) echo "$PAY_API_PORT" ;; admin) echo "$ADMIN_PORT" ;; mail) echo "$MAIL_PORT" ;;
-  esac
-}
-
 check_port() {
-  local port
-  port=$(port_of "$1")
+  # check_port NAME [PORT]: refuse to start when another program holds the port
+  local port=${2:-$(port_of "$1")}
   if [ -n "$port" ] && ! is_running "$1" && port_taken "$port"; then
     say "port $port for $1 is taken by another process; set ${1^^}_PORT (see .env.example)"
     return 1
   fi
 }
 
-start_service() {
-  # the one place that says how each process of the system is started
-  check_port "$1"
-  case "$1" in
-    localstripe) start localstripe "$PY" scripts/localstripe_server.py --port "$LOCALSTRIPE_PORT" \
-      --data-dir "$DATA_DIR/localstripe" ;;
-    billing)
-      # Several web processes: prometheus-client's multiprocess files, fresh at each start.
-      is_running billing || { rm -rf "$RUN_DIR/metrics-billing"; mkdir -p "$RUN_DIR/metrics-billing"; }
-      start billing env PROMETHEUS_MULTIPROC_DIR="$RUN_DIR/metrics-billing" \
-        "$BIN/uvicorn" billing.main:app --host 127.0.0.1 --port "$BILLING_PORT" \
-        --workers "${BILLING_WEB_WORKERS:-2}" --no-access-log ;;
-    billing-worker*) start "$1" "$PY" -m billing.worker ;;
-    pay_api) start pay_api "$BIN/gunicorn" 'pay_api:create_app()' --bind "127.0.0.1:$PAY_API_PORT" \
-      --workers 2 --threads 4 --timeout 60 ;;
-    pay_api-worker*) start "$1" "$PY" -m pay_api.worker ;;
-    admin) start admin "$BIN/gunicorn" config.wsgi --chdir admin --bind "127.0.0.1:$ADMIN_PORT" \
-      --workers 2 ;;
-    etl) start etl "$PY" -m etl ;;
-    mail) start mail "$PY" scripts/mail_server.py --smtp-port "$MAIL_SMTP_PORT" \
-      --http-port "$MAIL_PORT" --data-dir "$DATA_DIR/mail" ;;
-    *) say "unknown service: $1"; return 2 ;;
-  esac
-}
-
-health_url() {
+ready_url() {
   # readiness: database (and Redis for billing) answer, migrations at head
   case "$1" in
-    billing) echo "$BILLING_URL/health/ready" ;;
-    pay_api) echo "$PAY_API_URL/health/ready" ;;
-    admin) echo "$ADMIN_URL/health/ready" ;;
+    billing-[0-9]* | pay_api-[0-9]* | admin) echo "http://127.0.0.1:$(port_of "$1")/health/ready" ;;
     mail) echo "$MAIL_URL/health" ;;
     localstripe) echo "http://127.0.0.1:$LOCALSTRIPE_PORT/js.stripe.com/v3/" ;;
+    nginx) echo "$BILLING_URL/health/ready" ;;
   esac
 }
 
-stop_service() {
-  # stop_service NAME [SIGNAL]: the process group of one service (SIGKILL to simulate a crash)
-  local name=$1 signal=${2:-TERM} pidfile=$RUN_DIR/$1.pid pid
-  [ -f "$pidfile" ] || return 0
-  pid=$(cat "$pidfile")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "-$signal" -- "-$pid" 2>/dev/null || kill "-$signal" "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
-    say "stopped $name"
-  fi
-  rm -f "$pidfile"
+write_nginx_conf() {
+  # deploy/nginx/cinema.conf.template with the local copies, as docker-compose's nginx has it
+  local service port_var servers name
+  for service in admin billing pay_api; do
+    port_var=${service^^}_PORT
+    servers=""
+    for name in $(copies_of "$service"); do
+      servers+="server 127.0.0.1:$(port_of "$name") max_fails=1 fail_timeout=2s; "
+    done
+    export "NGINX_${service^^}_LISTEN=127.0.0.1:${!port_var}" "NGINX_${service^^}_SERVERS=$servers"
+  done
+  "$PY" scripts/nginx_conf.py "$RUN_DIR/nginx.conf" --data-dir "$DATA_DIR"
+}
+
+launch() {
+  # launch NAME...: start what is not running, with this script's environment (saved for `run`)
+  local running name targets=()
+  running=" $(running_services | tr '\n' ' ') "
+  for name in $(copies_of "$@"); do
+    [[ $running == *" $name "* ]] && continue
+    check_port "$name"
+    mkdir -p "$RUN_DIR/env"
+    env -0 >"$RUN_DIR/env/$name.env"
+    targets+=("$(target "$name")")
+  done
+  if [ ${#targets[@]} -gt 0 ]; then ctl start "${targets[@]}" >/dev/null; fi
+}
+
+await_ready() {
+  local name url
+  for name in $(copies_of "$@"); do
+    url=$(ready_url "$name")
+    if [ -n "$url" ]; then wait_http "$name" "$url"; fi
+  done
 }
 
 cmd_start() {
-  local name url
-  for name in "$@"; do
-    start_service "$name"
-    url=$(health_url "$name")
-    if [ -n "$url" ]; then wait_http "$name" "$url"; fi
+  ensure_supervisor
+  launch "$@"
+  await_ready "$@"
+}
+
+cmd_stop() {
+  # cmd_stop [KILL] NAME...: stop (TERM, KILL after 5 s) or crash (SIGKILL) every copy of each
+  local signal=TERM name pid
+  if [ "${1:-}" = KILL ]; then signal=KILL && shift; fi
+  for name in $(copies_of "$@"); do
+    pid=$(pid_of "$name")
+    [ -n "$pid" ] || continue
+    if [ "$signal" = KILL ]; then
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    else
+      ctl stop "$(target "$name")" >/dev/null
+    fi
+    say "stopped $name"
   done
 }
 
@@ -410,7 +524,7 @@ undo_failed_up() {
 }
 
 cmd_up() {
-  local fresh=0 name running
+  local fresh=0 name running port_var
   [ "${1:-}" = --fresh ] && fresh=1
   running=$(running_services | tr '\n' ' ')
   if [ -n "$running" ]; then
@@ -420,8 +534,13 @@ cmd_up() {
     return 0
   fi
   # every port is checked before anything is changed
+  if behind_nginx && ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then apt_install nginx; fi
   if [ "$STRIPE_OFFLINE" = 1 ]; then check_port localstripe; fi
-  for name in mail billing pay_api admin; do check_port "$name"; done
+  for name in $(copies_of mail billing pay_api admin); do check_port "$name"; done
+  if behind_nginx; then
+    # nginx takes the public ports
+    for name in admin billing pay_api; do port_var=${name^^}_PORT && check_port "$name" "${!port_var}"; done
+  fi
 
   trap undo_failed_up EXIT
   cmd_datastores
@@ -435,34 +554,35 @@ cmd_up() {
   fi
   "$PY" admin/manage.py ensure_superuser >>"$LOG_DIR/demo-data.log" 2>&1
 
+  ensure_supervisor
+  if behind_nginx; then write_nginx_conf; fi
   if [ "$STRIPE_OFFLINE" = 1 ]; then cmd_start localstripe; fi
-  for name in "${SERVICES[@]}"; do
-    [ "$name" = etl ] || start_service "$name"
-  done
-  # More copies of the workers (WORKER_COPIES=2): they share the work through SKIP LOCKED.
-  for copy in $(seq 2 "${WORKER_COPIES:-1}"); do
-    start_service "billing-worker-$copy"
-    start_service "pay_api-worker-$copy"
-  done
-  for name in billing pay_api admin mail; do wait_http "$name" "$(health_url "$name")"; done
+  # every copy (WORKER_COPIES, BILLING_COPIES, PAY_API_COPIES) at once, then each until it is
+  # ready; nginx last, in front of ready copies only
+  launch mail billing billing-worker pay_api pay_api-worker admin
+  await_ready mail billing pay_api admin
+  if behind_nginx; then cmd_start nginx; fi
   # "up" means billing holds the admin's catalog: one ETL pass now, then the ETL on its schedule
   if ! "$PY" -m etl --once >>"$LOG_DIR/etl.log" 2>&1; then
     say "the first copy of the catalog to billing failed; the end of $LOG_DIR/etl.log:"
     tail -n 20 "$LOG_DIR/etl.log" >&2
     return 1
   fi
-  start_service etl
+  cmd_start etl
   trap - EXIT
   echo "Cinema Billing is up:"
   print_urls
 }
 
 cmd_down() {
-  local pidfile datastore
-  for pidfile in "$RUN_DIR"/*.pid; do
-    [ -f "$pidfile" ] || continue
-    stop_service "$(basename "$pidfile" .pid)"
-  done
+  local datastore
+  if supervisor_runs; then
+    # every program at once (TERM, then KILL after 5 s); "stopped NAME" for each that ran
+    { ctl stop all 2>/dev/null || true; } |
+      awk -F': ' '$2 == "stopped" { sub(/^.*:/, "", $1); print "stopped " $1 }' >&2
+    ctl shutdown >/dev/null 2>&1 || true
+    for _ in $(seq 50); do [ -S "$SUPERVISOR_SOCKET" ] || break; sleep 0.1; done
+  fi
   if [ -f "$RUN_DIR/datastores" ]; then
     while read -r datastore; do
       case "$datastore" in postgres) stop_postgres ;; redis) stop_redis ;; esac
@@ -489,20 +609,22 @@ cmd_stop_datastores() {
 }
 
 cmd_status() {
-  local pidfile name any=0
-  for pidfile in "$RUN_DIR"/*.pid; do
-    [ -f "$pidfile" ] || continue
-    any=1
-    name=$(basename "$pidfile" .pid)
-    if is_running "$name"; then echo "$name: running (pid $(cat "$pidfile"))"; else echo "$name: stopped"; fi
-  done
-  if [ "$any" = 0 ]; then echo "Cinema Billing is not running (data folder $DATA_DIR); make up starts it"; fi
+  # one line a process that ran: "NAME: running (pid N)" or "NAME: stopped"
+  if [ -z "$(running_services)" ]; then
+    echo "Cinema Billing is not running (data folder $DATA_DIR); make up starts it"
+    return 0
+  fi
+  supervisor_status | awk '$2 == "RUNNING" { print $1 ": running (pid " $3 ")" }
+    $2 != "RUNNING" && $2 != "STOPPED" { print $1 ": stopped" }'
 }
 
 cmd_logs() {
   # every service's log, or one; JSON lines (localstripe: plain text), followed until Ctrl-C
-  local files=("$LOG_DIR"/*.log)
-  if [ -n "${1:-}" ]; then files=("$LOG_DIR/$1.log"); fi
+  local files=("$LOG_DIR"/*.log) name
+  if [ -n "${1:-}" ]; then
+    files=()
+    for name in $(copies_of "$1"); do files+=("$LOG_DIR/$name.log"); done
+  fi
   if [ ! -f "${files[0]}" ]; then
     say "no log ${1:+for $1 }in $LOG_DIR (services: localstripe ${SERVICES[*]})"
     return 1
@@ -521,8 +643,9 @@ case "${1:-}" in
   down) cmd_down ;;
   reset) cmd_reset ;;
   start) shift; cmd_start "$@" ;;
-  stop) shift; for name in "$@"; do stop_service "$name"; done ;;
-  kill) shift; for name in "$@"; do stop_service "$name" KILL; done ;;
+  stop) shift; cmd_stop "$@" ;;
+  kill) shift; cmd_stop KILL "$@" ;;
+  run) cmd_run "$2" ;;
   status) cmd_status ;;
   logs) shift; cmd_logs "$@" ;;
   env) cmd_env ;;

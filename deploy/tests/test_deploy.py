@@ -319,8 +319,12 @@ def test_nginx_from_the_template_balances_copies_and_hides_metrics(tmp_path):
         copies[0].shutdown()
         copies[0].server_close()
         assert {httpx.get(f"{base}/x").status_code for _ in range(4)} == {200}
+        # No copy left: a JSON error with a stable code, as every service answers.
+        copies[1].shutdown()
+        copies[1].server_close()
+        down = httpx.get(f"{base}/x")
+        assert down.status_code == 503
+        assert down.json()["code"] == "service_unavailable"
     finally:
         server.terminate()
         server.wait(timeout=10)
-        for copy in copies[1:]:
-            copy.shutdown()

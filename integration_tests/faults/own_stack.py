@@ -15,8 +15,9 @@ from integration_tests.faults.proxy import FaultProxy
 
 
 def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
-    """Settings of a stack on ports port_base (+0 admin, +1 billing, +2 pay_api, +25/+26 the mail
-    server's HTTP/SMTP, +420 localstripe, +421 the proxy in front of it), databases
+    """Settings of a stack on ports port_base (+0 admin, +1 billing, +2 pay_api: nginx in front of
+    the admin on +10 and two copies of billing on +11, +21 and of pay_api on +12, +22; +25/+26 the
+    mail server's HTTP/SMTP, +420 localstripe, +421 the proxy in front of it), databases
     `cinema_<name>_*`, data in var/<name>."""
     if port_base + 421 >= 32768:
         # Linux hands out 32768-60999 to outgoing connections: a listener there can find its port
@@ -39,8 +40,15 @@ def stack_env(port_base: int, name: str, redis_db: int) -> dict[str, str]:
         "BILLING_RECONCILE_BASE_SECONDS": "1",
         "BILLING_RECONCILE_MAX_SECONDS": "5",
         "ETL_INTERVAL_SECONDS": "1",
-        # two copies of each worker, so SKIP LOCKED is exercised for real
+        # two copies of each worker, so SKIP LOCKED is exercised for real, and two copies of
+        # billing's API and of pay_api behind nginx, as in production (docker-compose.yml)
         "WORKER_COPIES": "2",
+        "BILLING_COPIES": "2",
+        "PAY_API_COPIES": "2",
+        # one process a copy: four web processes of billing and pay_api share the test server's
+        # PostgreSQL connections with everything else
+        "BILLING_WEB_WORKERS": "1",
+        "PAY_API_WEB_WORKERS": "2",
         "PAY_API_OUTBOX_BACKOFF_MAX": "2",
         # a lease on a row whose holder died (a killed billing) runs out in seconds here
         "BILLING_WORKER_CLAIM_SECONDS": "15",

@@ -42,9 +42,9 @@ class Faults:
 
     @property
     def billing_workers(self) -> list[str]:
-        """The names of every copy of billing's worker (to stop the reconciler entirely)."""
-        copies = int(self.settings.values.get("WORKER_COPIES", "1"))
-        return ["billing-worker", *(f"billing-worker-{n}" for n in range(2, copies + 1))]
+        """Every copy of billing's worker (to stop the reconciler entirely): stack.sh's name for
+        all of them; `billing-worker-2` would be one."""
+        return ["billing-worker"]
 
     def arm(self, failpoint: str) -> Path:
         """The next pay_api process to reach `failpoint` kills itself there (SIGKILL)."""
