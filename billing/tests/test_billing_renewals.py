@@ -466,4 +466,4 @@ async def test_a_refund_that_went_back_sends_a_receipt(billing):
     kinds = await sub.email_kinds()
     assert kinds == ["receipt", "refund_receipt"]
     receipt = (await sub.emails())[-1]
-    assert receipt["subject"] == "Refund: Premium, 9.99 USD"
+    assert receipt["subject"] == "Refund: Premium, $9.99"
