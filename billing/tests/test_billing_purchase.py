@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 
 import pytest
 from conftest import as_user
 from sqlalchemy import text
+
+from billing import clock
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -144,6 +147,35 @@ async def test_gateway_down_answers_503_keeps_the_rows_and_a_retry_registers(bil
     assert retry.status_code == 200
     assert retry.json()["payment"]["status"] == "pending"
     assert await billing.count("payments", "user_id = :u", u=user) == 1
+
+
+async def test_a_retry_never_answers_a_payment_pay_api_has_not_heard_of(billing):
+    """A purchase that died holding the registration's lease (its database connection cut, as
+    the fault suite does) must not make the user's retry answer a payment link pay_api would
+    answer 404: the retry waits out that lease (one pay_api call long) and registers it."""
+    plan_id = await billing.put_plan()
+    user = uuid.uuid4()
+    billing.fake.mode = "down"
+    assert (await billing.buy(user, plan_id)).status_code == 503
+    billing.fake.mode = "ok"
+    payment_id = await billing.scalar("SELECT id::text FROM payments WHERE user_id = :u", u=user)
+    async with billing.resources.engine.begin() as conn:  # the dead request's lease, 3 s left
+        await conn.execute(
+            text("UPDATE payments SET claimed_until = :until WHERE id = :p"),
+            {"until": clock.now() + timedelta(seconds=3), "p": payment_id},
+        )
+
+    def registrations() -> int:
+        calls = billing.fake.calls_to("POST", "/internal/v1/payments")
+        return sum(c.body["payment_id"] == payment_id for c in calls)
+
+    before = registrations()
+    retry = await billing.buy(user, plan_id)
+
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["payment"]["id"] == payment_id
+    assert retry.json()["payment"]["status"] == "pending"
+    assert registrations() == before + 1
 
 
 async def test_worker_registers_payments_written_while_the_gateway_was_down(billing):

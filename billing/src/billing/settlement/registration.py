@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import uuid
 from datetime import datetime
 
+from sqlalchemy import select
+
+from billing import clock
 from billing.errors import GatewayError, GatewayUnavailable
 from billing.outbox import commit
 from billing.pay_api import PayApiRejected, PayApiUnavailable
@@ -32,6 +37,28 @@ async def send_registration(resources: Resources, payment: Payment) -> dict:
     )
 
 
+UNREGISTERED = Payment.status == "created"
+WAIT_STEP_SECONDS = 0.1
+
+
+async def _claim_or_wait(session, payment_id: uuid.UUID, *, lease: int) -> bool:
+    """Lease the unregistered payment for one pay_api call; while someone else holds it, wait
+    until they registered it (False) or their lease ran out (then take it). A lease is only a
+    courtesy — registering twice is harmless, pay_api is idempotent by payment id — so the wait
+    is bounded by one lease, after which the payment is answered as the gateway being busy."""
+    give_up = asyncio.get_running_loop().time() + lease + 1
+    while True:
+        if await claim(session, Payment, payment_id, UNREGISTERED, now=clock.now(), seconds=lease):
+            return True
+        status = await session.scalar(select(Payment.status).where(Payment.id == payment_id))
+        await session.commit()
+        if status != "created":
+            return False
+        if asyncio.get_running_loop().time() > give_up:
+            raise GatewayUnavailable()
+        await asyncio.sleep(WAIT_STEP_SECONDS)
+
+
 async def register(
     *,
     resources: Resources,
@@ -42,15 +69,26 @@ async def register(
 ) -> None:
     """Create the payment at pay_api if it is still `created` (idempotent by payment id).
 
-    `claimed`: the caller (the worker) already holds the row's lease."""
+    `claimed`: the caller (the worker) already holds the row's lease. `raise_errors`: the caller
+    is the user's purchase, which must not answer a payment pay_api has not heard of (its page
+    would answer 404): while another holder registers it, wait for that; a holder that died
+    (its lease outlives it) is replaced once its lease, as long as one pay_api call, ran out."""
     settings = resources.settings
     async with resources.sessionmaker() as session:
-        unregistered = Payment.status == "created"
-        lease = settings.worker_claim_seconds
-        if not claimed and not await claim(
-            session, Payment, payment_id, unregistered, now=now, seconds=lease
-        ):
-            return  # someone else registers it right now, or it moved on
+        if not claimed:
+            if raise_errors:
+                lease = math.ceil(settings.pay_api_connect_timeout + settings.pay_api_timeout) + 1
+                if not await _claim_or_wait(session, payment_id, lease=lease):
+                    return  # registered meanwhile (or it moved on)
+            elif not await claim(
+                session,
+                Payment,
+                payment_id,
+                UNREGISTERED,
+                now=now,
+                seconds=settings.worker_claim_seconds,
+            ):
+                return  # someone else registers it right now, or it moved on
         payment = await session.get(Payment, payment_id)
         try:
             answer = await send_registration(resources, payment)
