@@ -443,7 +443,7 @@ write_nginx_conf() {
     port_var=${service^^}_PORT
     servers=""
     for name in $(copies_of "$service"); do
-      servers+="server 127.0.0.1:$(port_of "$name") max_fails=1 fail_timeout=2s; "
+      servers+="server 127.0.0.1:$(port_of "$name") max_fails=0; "
     done
     export "NGINX_${service^^}_LISTEN=127.0.0.1:${!port_var}" "NGINX_${service^^}_SERVERS=$servers"
   done
