@@ -24,11 +24,18 @@ class Mailbox:
         answer.raise_for_status()
         return answer.json()["items"]
 
-    def wait_for(self, to: str, subject_part: str, timeout: float = 40) -> dict[str, Any]:
-        """The newest message to `to` whose subject contains `subject_part` (polls)."""
+    def wait_for(
+        self, to: str, subject_part: str, timeout: float = 40, text_part: str = ""
+    ) -> dict[str, Any]:
+        """The newest message to `to` whose subject contains `subject_part` and whose text
+        contains `text_part` (polls: emails are sent by billing's worker, after the change)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = [m for m in self.messages(to) if subject_part in m["subject"]]
+            found = [
+                m
+                for m in self.messages(to)
+                if subject_part in m["subject"] and text_part in m["text"]
+            ]
             if found or time.monotonic() > deadline:
                 if not found:
                     raise AssertionError(f"no email to {to} about {subject_part!r}")
