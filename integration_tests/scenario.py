@@ -108,10 +108,12 @@ class Scenario:
             == (price, price - (price * 20 + 50) // 100),
             f"expected {price} less 20%, got {self.payment}",
         )
+        currency = self.payment["currency"]
         return (
-            f"{DEMO_PROMO_CODE}: {self.payment['gross_amount']} - "
-            f"{self.payment['discount_amount']} = {self.payment['amount']} "
-            f"{self.payment['currency']}; payment {self.payment['id']} {self.payment['status']}: "
+            f"{DEMO_PROMO_CODE}: {money(self.payment['gross_amount'], currency)} - "
+            f"{money(self.payment['discount_amount'], currency)} = "
+            f"{money(self.payment['amount'], currency)}; "
+            f"payment {self.payment['id']} {self.payment['status']}: "
             f"{self.payment['payment_url']}"
         )
 
@@ -136,7 +138,8 @@ class Scenario:
             stripe.charged == self.payment["amount"] < self.payment["gross_amount"],
             f"Stripe charged {stripe.charged}; billing's net is {self.payment['amount']}",
         )
-        return f"Stripe charged {stripe.charged} {self.payment['currency']} (the discounted price)"
+        charged = money(stripe.charged, self.payment["currency"])
+        return f"Stripe charged {charged} (the discounted price)"
 
     def check_access(self) -> str:
         return self._expect_access(COVERED_FILM_ID, allowed=True)
