@@ -357,6 +357,12 @@ cmd_run() {
       export PROMETHEUS_MULTIPROC_DIR=$RUN_DIR/prometheus/$1
       rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR" ;;
   esac
+  case "$1" in
+    billing-[0-9]*)
+      # settings read before uvicorn forks: with several workers its supervisor would outlive
+      # workers that die on a bad setting, and `up` would wait READY_TIMEOUT instead of failing
+      "$PY" -c 'from billing.config import get_settings; get_settings()' || exit 1 ;;
+  esac
   service_command "$1"
   exec "${CMD[@]}"
 }
