@@ -1,5 +1,5 @@
 """Promo codes and personal discounts: etl pushes them (iss=etl, idempotent upserts; DELETE
-deactivates), the admin reads a code's redemptions (iss=admin)."""
+deactivates: `billing.internal.upserts`), the admin reads a code's redemptions (iss=admin)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from fastapi import APIRouter, Depends, Query
 from billing.auth import require_service
 from billing.db import SessionDep
 from billing.errors import PromoCodeNotFound
-from billing.plans.schemas import UpsertResult
+from billing.internal.upserts import EtlRows, add_routes
 from billing.promotions import service
-from billing.promotions.models import PersonalDiscount, PromoCode
 from billing.promotions.schemas import (
     PersonalDiscountIn,
     PromoCodeIn,
@@ -25,60 +24,22 @@ router = APIRouter(prefix="/internal/v1", tags=["internal: promotions"])
 from_etl = [Depends(require_service("etl"))]
 
 
-@router.put(
-    "/promo-codes/{promo_code_id}",
-    response_model=UpsertResult,
-    dependencies=from_etl,
-    summary="Create or update a promo code",
+PROMO_CODES = EtlRows(
+    "promo_code",
+    PromoCodeIn,
+    service.upsert_promo_code,
+    service.deactivate_promo_code,
+    delete_note="its redemptions stay",
 )
-async def put_promo_code(
-    promo_code_id: uuid.UUID, body: PromoCodeIn, session: SessionDep
-) -> UpsertResult:
-    changed = await service.upsert_promo_code(
-        session=session, promo_code_id=promo_code_id, data=body
-    )
-    await session.commit()
-    return UpsertResult(id=promo_code_id, changed=changed)
-
-
-@router.delete(
-    "/promo-codes/{promo_code_id}",
-    response_model=UpsertResult,
-    dependencies=from_etl,
-    summary="Deactivate a promo code (its redemptions stay)",
+PERSONAL_DISCOUNTS = EtlRows(
+    "personal_discount",
+    PersonalDiscountIn,
+    service.upsert_personal_discount,
+    service.deactivate_personal_discount,
+    id_override="discount_id",
 )
-async def delete_promo_code(promo_code_id: uuid.UUID, session: SessionDep) -> UpsertResult:
-    changed = await service.deactivate(session=session, model=PromoCode, row_id=promo_code_id)
-    await session.commit()
-    return UpsertResult(id=promo_code_id, changed=changed)
-
-
-@router.put(
-    "/personal-discounts/{discount_id}",
-    response_model=UpsertResult,
-    dependencies=from_etl,
-    summary="Create or update a personal discount",
-)
-async def put_personal_discount(
-    discount_id: uuid.UUID, body: PersonalDiscountIn, session: SessionDep
-) -> UpsertResult:
-    changed = await service.upsert_personal_discount(
-        session=session, discount_id=discount_id, data=body
-    )
-    await session.commit()
-    return UpsertResult(id=discount_id, changed=changed)
-
-
-@router.delete(
-    "/personal-discounts/{discount_id}",
-    response_model=UpsertResult,
-    dependencies=from_etl,
-    summary="Deactivate a personal discount",
-)
-async def delete_personal_discount(discount_id: uuid.UUID, session: SessionDep) -> UpsertResult:
-    changed = await service.deactivate(session=session, model=PersonalDiscount, row_id=discount_id)
-    await session.commit()
-    return UpsertResult(id=discount_id, changed=changed)
+for rows in (PROMO_CODES, PERSONAL_DISCOUNTS):
+    add_routes(router, rows, dependencies=from_etl)
 
 
 @router.get(

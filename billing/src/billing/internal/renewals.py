@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.auth import require_service
+from billing.config import Settings
 from billing.db import SessionDep, utcnow
 from billing.errors import NoRenewalToRetry, SubscriptionEnded, SubscriptionNotFound
 from billing.idempotency import run_once
@@ -44,7 +48,39 @@ async def present(session, subscriptions: list[Subscription], *, settings) -> li
     ]
 
 
-async def _act(request: Request, session, subscription_id: uuid.UUID, key, action: str, act):
+Act = Callable[[AsyncSession, Subscription, datetime, Settings], Awaitable[None]]
+
+
+def manager_action(path: str) -> Callable[[Act], Act]:
+    """Make `act` the endpoint `POST /{subscription_id}/<path>`, named as the function and
+    summarized by its docstring: `act` runs under the subscription's row lock, once per
+    Idempotency-Key (scope `admin.subscription.<path with underscores>`), and the answer is the
+    subscription as the admin sees it."""
+    action = path.replace("-", "_")
+
+    def add_route(act: Act) -> Act:
+        @router.post(
+            f"/{{subscription_id}}/{path}",
+            name=act.__name__,
+            response_model=AdminSubscriptionOut,
+            summary=act.__doc__,
+        )
+        async def endpoint(
+            subscription_id: uuid.UUID,
+            request: Request,
+            session: SessionDep,
+            key: IdempotencyKey = None,
+        ) -> JSONResponse:
+            return await _act(request, session, subscription_id, key, action, act)
+
+        return act
+
+    return add_route
+
+
+async def _act(
+    request: Request, session: AsyncSession, subscription_id: uuid.UUID, key, action: str, act: Act
+) -> JSONResponse:
     resources = request.app.state.resources
 
     async def work() -> tuple[int, dict]:
@@ -72,33 +108,15 @@ async def _act(request: Request, session, subscription_id: uuid.UUID, key, actio
     return JSONResponse(payload, status_code=status)
 
 
-async def _retry(session, subscription, now, _settings) -> None:
+@manager_action("retry-renewal")
+async def retry_renewal(session, subscription, now, _settings) -> None:
+    """Charge the current renewal at the worker's next pass (also after a hard decline)"""
     if not await renewals.retry_now(session, subscription, now=now):
         raise NoRenewalToRetry()
 
 
-async def _end(session, subscription, now, settings) -> None:
+@manager_action("end")
+async def end_subscription(session, subscription, now, settings) -> None:
+    """End the subscription now: no access, no renewal (an open renewal is canceled)"""
     if not await renewals.end_now(session, subscription, now=now, settings=settings):
         raise SubscriptionEnded()
-
-
-@router.post(
-    "/{subscription_id}/retry-renewal",
-    response_model=AdminSubscriptionOut,
-    summary="Charge the current renewal at the worker's next pass (also after a hard decline)",
-)
-async def retry_renewal(
-    subscription_id: uuid.UUID, request: Request, session: SessionDep, key: IdempotencyKey = None
-) -> JSONResponse:
-    return await _act(request, session, subscription_id, key, "retry_renewal", _retry)
-
-
-@router.post(
-    "/{subscription_id}/end",
-    response_model=AdminSubscriptionOut,
-    summary="End the subscription now: no access, no renewal (an open renewal is canceled)",
-)
-async def end_subscription(
-    subscription_id: uuid.UUID, request: Request, session: SessionDep, key: IdempotencyKey = None
-) -> JSONResponse:
-    return await _act(request, session, subscription_id, key, "end", _end)

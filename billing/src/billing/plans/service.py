@@ -66,12 +66,7 @@ async def upsert_film(*, session: AsyncSession, film_id: uuid.UUID, data: FilmIn
 
 async def deactivate_film(*, session: AsyncSession, film_id: uuid.UUID) -> bool:
     """Mark a film inactive (nothing is deleted). Unknown: nothing to do (etl may retry)."""
-    film = await session.get(Film, film_id, with_for_update=True)
-    if film is None or not film.active:
-        return False
-    film.active, film.updated_at = False, utcnow()
-    note_catalog_change(session, "film deactivated")
-    return True
+    return await _deactivate(session, Film, film_id, "film deactivated")
 
 
 def _plan_values(data: PlanIn) -> dict:
@@ -107,10 +102,14 @@ async def upsert_plan(*, session: AsyncSession, plan_id: uuid.UUID, data: PlanIn
 
 async def deactivate_plan(*, session: AsyncSession, plan_id: uuid.UUID) -> bool:
     """Take a plan off sale; holders keep what they paid for. False if unknown or already off."""
-    plan = await session.get(Plan, plan_id, with_for_update=True)
-    if plan is None or not plan.active:
+    return await _deactivate(session, Plan, plan_id, "plan deactivated")
+
+
+async def _deactivate(session: AsyncSession, model: type[Film | Plan], row_id, reason: str) -> bool:
+    """Inactive (nothing is deleted), a change of the catalog; False if unknown or already so."""
+    row = await session.get(model, row_id, with_for_update=True)
+    if row is None or not row.active:
         return False
-    plan.active = False
-    plan.updated_at = utcnow()
-    note_catalog_change(session, "plan deactivated")
+    row.active, row.updated_at = False, utcnow()
+    note_catalog_change(session, reason)
     return True

@@ -108,8 +108,18 @@ async def upsert_personal_discount(
     )  # fmt: skip
 
 
-async def deactivate(*, session: AsyncSession, model: type, row_id: uuid.UUID) -> bool:
-    """A promo code or personal discount deleted in the admin: inactive here, nothing deleted."""
+async def deactivate_promo_code(*, session: AsyncSession, promo_code_id: uuid.UUID) -> bool:
+    """A promo code deleted in the admin: inactive here, its redemptions stay; not committed."""
+    return await _deactivate(session, PromoCode, promo_code_id)
+
+
+async def deactivate_personal_discount(*, session: AsyncSession, discount_id: uuid.UUID) -> bool:
+    """A personal discount deleted in the admin: inactive here; not committed."""
+    return await _deactivate(session, PersonalDiscount, discount_id)
+
+
+async def _deactivate(session: AsyncSession, model: type, row_id: uuid.UUID) -> bool:
+    """Inactive, nothing deleted; False when unknown or already inactive."""
     changed = await session.scalar(
         update(model)
         .where(model.id == row_id, model.active)

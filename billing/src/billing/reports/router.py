@@ -43,21 +43,6 @@ async def summary(
     )
 
 
-def _csv_answer(
-    request: Request, name: str, export_kind: export.Export, filters
-) -> StreamingResponse:
-    body = export.stream_csv(
-        sessionmaker=request.app.state.resources.sessionmaker,
-        export=export_kind,
-        filters=export.check_filter(filters, statuses=export_kind.statuses),
-    )
-    return StreamingResponse(
-        body,
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
-    )
-
-
 def export_filter(
     date_from: date | None = None,
     date_to: date | None = None,
@@ -74,22 +59,30 @@ def export_filter(
 FilterDep = Annotated[export.ExportFilter, Depends(export_filter)]
 
 
-@router.get(
-    "/reports/payments.csv",
-    summary="Payments as CSV, oldest first (streamed)",
-    response_class=StreamingResponse,
-)
-async def payments_csv(request: Request, filters: FilterDep) -> StreamingResponse:
-    return _csv_answer(request, "payments", export.PAYMENTS, filters)
+def _add_csv_export(name: str, export_kind: export.Export) -> None:
+    """GET /reports/<name>.csv: one export's rows, oldest first, streamed as they are read."""
+
+    @router.get(
+        f"/reports/{name}.csv",
+        name=f"{name}_csv",
+        summary=f"{name.capitalize()} as CSV, oldest first (streamed)",
+        response_class=StreamingResponse,
+    )
+    async def csv_export(request: Request, filters: FilterDep) -> StreamingResponse:
+        body = export.stream_csv(
+            sessionmaker=request.app.state.resources.sessionmaker,
+            export=export_kind,
+            filters=export.check_filter(filters, statuses=export_kind.statuses),
+        )
+        return StreamingResponse(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}.csv"'},
+        )
 
 
-@router.get(
-    "/reports/refunds.csv",
-    summary="Refunds as CSV, oldest first (streamed)",
-    response_class=StreamingResponse,
-)
-async def refunds_csv(request: Request, filters: FilterDep) -> StreamingResponse:
-    return _csv_answer(request, "refunds", export.REFUNDS, filters)
+_add_csv_export("payments", export.PAYMENTS)
+_add_csv_export("refunds", export.REFUNDS)
 
 
 class RecentPayments(BaseModel):

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, TypedDict
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.auth import CurrentUser
 from billing.db import SessionDep, utcnow
 from billing.idempotency import run_once
+from billing.resources import Resources
 from billing.subscriptions import service
 from billing.subscriptions.schemas import (
     CancelOut,
@@ -73,21 +75,36 @@ async def list_mine(user_id: CurrentUser, session: SessionDep) -> SubscriptionLi
     )
 
 
+class OwnSubscription(TypedDict):
+    """What every action on one of the user's own subscriptions hands to the service."""
+
+    resources: Resources
+    session: AsyncSession
+    user_id: uuid.UUID
+    subscription_id: uuid.UUID
+
+
+def own_subscription(
+    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
+) -> OwnSubscription:
+    return OwnSubscription(
+        resources=request.app.state.resources,
+        session=session,
+        user_id=user_id,
+        subscription_id=subscription_id,
+    )
+
+
+OwnSubscriptionDep = Annotated[OwnSubscription, Depends(own_subscription)]
+
+
 @router.post(
     "/{subscription_id}/cancel",
     response_model=CancelOut,
     summary="Cancel: refund within the plan's refund window, else stop renewal",
 )
-async def cancel(
-    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
-) -> CancelOut:
-    return await service.cancel(
-        resources=request.app.state.resources,
-        session=session,
-        user_id=user_id,
-        subscription_id=subscription_id,
-        now=utcnow(),
-    )
+async def cancel(target: OwnSubscriptionDep) -> CancelOut:
+    return await service.cancel(**target, now=utcnow())
 
 
 @router.post(
@@ -96,17 +113,8 @@ async def cancel(
     summary="Resume: undo a cancel at period end while the period lasts (renews again)",
     responses={409: {"description": "subscription_not_resumable: ended, or its period is over"}},
 )
-async def resume(
-    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
-) -> SubscriptionOut:
-    subscription = await service.resume(
-        resources=request.app.state.resources,
-        session=session,
-        user_id=user_id,
-        subscription_id=subscription_id,
-        now=utcnow(),
-    )
-    return SubscriptionOut.model_validate(subscription)
+async def resume(target: OwnSubscriptionDep) -> SubscriptionOut:
+    return SubscriptionOut.model_validate(await service.resume(**target, now=utcnow()))
 
 
 @router.post(
@@ -114,12 +122,5 @@ async def resume(
     response_model=CardLinkOut,
     summary="A signed link to give another card (pays a renewal in dunning at once)",
 )
-async def card(
-    subscription_id: uuid.UUID, request: Request, user_id: CurrentUser, session: SessionDep
-) -> CardLinkOut:
-    return await service.card_link(
-        resources=request.app.state.resources,
-        session=session,
-        user_id=user_id,
-        subscription_id=subscription_id,
-    )
+async def card(target: OwnSubscriptionDep) -> CardLinkOut:
+    return await service.card_link(**target)
