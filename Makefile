@@ -7,7 +7,7 @@ PYTHON_VERSION ?= python3.11
 
 .DEFAULT_GOAL := help
 .PHONY: help install up down reset restart status logs demo test test-unit test-integration token lint format \
-	requirements report chaos bench clean mail audit
+	requirements report chaos bench bench-renewals clean mail audit
 
 help: ## this list
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -90,6 +90,11 @@ chaos: install ## fault suite, then 200 users under seeded random faults; ends w
 
 bench: install ## access-check benchmark against the running system (see bench/README.md)
 	@$(PY) bench/access_check.py
+
+# make bench-renewals [SIZES=10000,100000]: a stack of its own on ports 27000+ (see bench/README.md)
+bench-renewals: install ## renewal throughput at two sizes and the Stripe rate cap (own stack, fake Stripe)
+	@scripts/stack.sh datastores
+	@$(PY) bench/renewals.py $(if $(SIZES),--sizes $(SIZES))
 
 audit: install ## pip-audit over requirements.txt (fails on a known vulnerability not in audit-allowlist.txt)
 	@scripts/audit.sh

@@ -4,6 +4,7 @@ import uuid
 import jwt
 import pytest
 from pay_api.config import Settings
+from pay_api.gateway import Gateway
 from pydantic import ValidationError
 
 from .conftest import SERVICE_SECRET, auth, service_token
@@ -125,3 +126,29 @@ def test_log_lines_use_the_shared_field_vocabulary(client, capsys):
     )
     assert (access["http_status"], access["path"]) == (200, "/health")
     assert access["duration_ms"] >= 0 and access["timestamp"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(
+    ("base", "flag", "localstripe"),
+    [
+        ("http://127.0.0.1:8420", None, True),  # today's offline stack
+        ("", None, False),  # real Stripe
+        ("http://127.0.0.1:26430", "0", False),  # a base that answers as Stripe does (bench)
+        ("http://127.0.0.1:8420", "1", True),
+        ("", "1", False),  # no base: api.stripe.com, never localstripe
+    ],
+)
+def test_a_stripe_api_base_is_localstripe_unless_told_otherwise(
+    monkeypatch, base, flag, localstripe
+):
+    for name in ("STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SERVICE_JWT_SECRET"):
+        monkeypatch.setenv(name, "set")
+    monkeypatch.setenv("STRIPE_PUBLISHABLE_KEY", "pk_test_real")
+    monkeypatch.setenv("STRIPE_API_BASE", base)
+    if flag is None:
+        monkeypatch.delenv("STRIPE_LOCALSTRIPE", raising=False)
+    else:
+        monkeypatch.setenv("STRIPE_LOCALSTRIPE", flag)
+    settings = Settings(_env_file=None)
+    assert settings.uses_localstripe is localstripe
+    assert Gateway(settings).differences.active is localstripe

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     )
     # Empty = real Stripe (https://api.stripe.com); offline it is localstripe.
     stripe_api_base: str = Field("http://127.0.0.1:8420", validation_alias="STRIPE_API_BASE")
+    # Is STRIPE_API_BASE localstripe (LocalstripeDifferences apply)? Unset: yes whenever a base is
+    # set (today's offline stack); 0: a base that answers as Stripe does (bench/fake_stripe.py).
+    stripe_localstripe: bool | None = Field(None, validation_alias="STRIPE_LOCALSTRIPE")
     # Empty = Stripe's own Stripe.js; offline it is localstripe's mock.
     stripe_js_url: str = Field(
         "http://127.0.0.1:8420/js.stripe.com/v3/", validation_alias="STRIPE_JS_URL"
@@ -95,6 +98,8 @@ class Settings(BaseSettings):
 
     @property
     def uses_localstripe(self) -> bool:
+        if self.stripe_localstripe is not None:
+            return self.stripe_localstripe and bool(self.stripe_api_base)
         return bool(self.stripe_api_base)
 
     @property
