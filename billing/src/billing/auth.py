@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 import jwt
 from fastapi import Depends, Request
@@ -27,6 +27,7 @@ from billing.errors import Forbidden, NotAuthenticated, TokenExpired, TokenInval
 
 SERVICE_AUDIENCE = "billing"
 _VERIFIED_CACHE_SIZE = 10_000
+T = TypeVar("T")
 
 # Only for the OpenAPI document ("Authorize" button); verification is ours.
 bearer_scheme = HTTPBearer(auto_error=False, description="User or service JWT")
@@ -42,6 +43,31 @@ def bearer_token(authorization: str | None) -> str:
     return token.strip()
 
 
+class _Verified(Generic[T]):
+    """Tokens already verified, each with what it proved (a user id, a service) and its expiry:
+    a token seen again costs a dict lookup, and its expiry is still checked every time. Bounded:
+    full, it is emptied (tokens are short-lived; the next requests verify theirs again)."""
+
+    def __init__(self) -> None:
+        self._by_token: dict[str, tuple[T, float]] = {}
+
+    def get(self, token: str) -> T | None:
+        """What `token` proved, None if it was not verified yet, TokenExpired once it expired."""
+        cached = self._by_token.get(token)
+        if cached is None:
+            return None
+        proved, expires_at = cached
+        if time.time() < expires_at:
+            return proved
+        raise TokenExpired()
+
+    def keep(self, token: str, proved: T, claims: dict) -> T:
+        if len(self._by_token) >= _VERIFIED_CACHE_SIZE:
+            self._by_token.clear()
+        self._by_token[token] = (proved, float(claims["exp"]))
+        return proved
+
+
 class TokenVerifier:
     """Checks both kinds of token with keys loaded once."""
 
@@ -53,18 +79,15 @@ class TokenVerifier:
             self._user_key = settings.auth_jwt_secret
         self._user_audience = settings.auth_jwt_audience
         self._service_key = settings.service_jwt_secret
-        self._verified_users: dict[str, tuple[uuid.UUID, float]] = {}
-        self._verified_services: dict[str, tuple[str, float]] = {}
+        self._verified_users: _Verified[uuid.UUID] = _Verified()
+        self._verified_services: _Verified[str] = _Verified()
 
     def user_id(self, authorization: str | None) -> uuid.UUID:
         """The user id (`sub`) of a valid user token, or a 401 error."""
         token = bearer_token(authorization)
-        cached = self._verified_users.get(token)
-        if cached is not None:
-            user_id, expires_at = cached
-            if time.time() < expires_at:
-                return user_id
-            raise TokenExpired()
+        user_id = self._verified_users.get(token)
+        if user_id is not None:
+            return user_id
         claims = self._decode(
             token, self._user_key, self._user_algorithm, self._user_audience, ["exp", "sub"]
         )
@@ -72,28 +95,18 @@ class TokenVerifier:
             user_id = uuid.UUID(str(claims["sub"]))
         except ValueError:
             raise TokenInvalid("The token's subject is not a user id.") from None
-        if len(self._verified_users) >= _VERIFIED_CACHE_SIZE:
-            self._verified_users.clear()
-        self._verified_users[token] = (user_id, float(claims["exp"]))
-        return user_id
+        return self._verified_users.keep(token, user_id, claims)
 
     def service(self, authorization: str | None) -> str:
         """The calling service (`iss`) of a valid service token, or a 401 error."""
         token = bearer_token(authorization)
-        cached = self._verified_services.get(token)
-        if cached is not None:
-            issuer, expires_at = cached
-            if time.time() < expires_at:
-                return issuer
-            raise TokenExpired()
+        issuer = self._verified_services.get(token)
+        if issuer is not None:
+            return issuer
         claims = self._decode(
             token, self._service_key, "HS256", SERVICE_AUDIENCE, ["exp", "iss", "aud"]
         )
-        issuer = str(claims["iss"])
-        if len(self._verified_services) >= _VERIFIED_CACHE_SIZE:
-            self._verified_services.clear()
-        self._verified_services[token] = (issuer, float(claims["exp"]))
-        return issuer
+        return self._verified_services.keep(token, str(claims["iss"]), claims)
 
     @staticmethod
     def _decode(token: str, key: str, algorithm: str, audience: str, required: list[str]) -> dict:

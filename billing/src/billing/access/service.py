@@ -42,6 +42,18 @@ def _covers_film(film_id: uuid.UUID):
     )
 
 
+async def _latest_covering(
+    session: AsyncSession, column, *conditions, user_id: uuid.UUID, film_id: uuid.UUID
+) -> datetime | None:
+    """The latest `column` of the user's subscriptions that meet `conditions`, on plans that
+    cover the film (None: there is none)."""
+    return await session.scalar(
+        select(func.max(column))
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.user_id == user_id, *conditions, _covers_film(film_id))
+    )
+
+
 async def decide(
     *, session: AsyncSession, user_id: uuid.UUID, film_id: uuid.UUID, now: datetime
 ) -> Decision:
@@ -51,30 +63,26 @@ async def decide(
     if film_active is False:
         # Withdrawn (deactivated or deleted in the admin): nobody watches it, paid or not.
         return Decision(False, "film_unavailable", None)
-    until = await session.scalar(
-        select(func.max(Subscription.current_period_end))
-        .join(Plan, Plan.id == Subscription.plan_id)
-        .where(
-            Subscription.user_id == user_id,
-            Subscription.status.in_(PAID_STATUSES),
-            # No lower bound: a renewal paid before the old end starts the new period in the
-            # future, and the paid time stays one unbroken run up to current_period_end.
-            Subscription.current_period_end > now,
-            _covers_film(film_id),
-        )
+    until = await _latest_covering(
+        session,
+        Subscription.current_period_end,
+        Subscription.status.in_(PAID_STATUSES),
+        # No lower bound: a renewal paid before the old end starts the new period in the
+        # future, and the paid time stays one unbroken run up to current_period_end.
+        Subscription.current_period_end > now,
+        user_id=user_id,
+        film_id=film_id,
     )
     if until is not None:
         return Decision(True, "subscription", until)
     # A renewal that did not go through keeps access until the grace period ends.
-    grace_until = await session.scalar(
-        select(func.max(Subscription.grace_until))
-        .join(Plan, Plan.id == Subscription.plan_id)
-        .where(
-            Subscription.user_id == user_id,
-            Subscription.status == "past_due",
-            Subscription.grace_until > now,
-            _covers_film(film_id),
-        )
+    grace_until = await _latest_covering(
+        session,
+        Subscription.grace_until,
+        Subscription.status == "past_due",
+        Subscription.grace_until > now,
+        user_id=user_id,
+        film_id=film_id,
     )
     if grace_until is not None:
         return Decision(True, "grace", grace_until)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,109 +20,67 @@ from billing.reports.schemas import TimelineItem
 from billing.subscriptions.models import Subscription
 
 Source = Callable[[AsyncSession, uuid.UUID], Awaitable[list[TimelineItem]]]
+# A moment in a row's life: when (None: it has not happened), its kind, its title.
+Moment = tuple[datetime | None, str, str]
+
+
+def _items(row_fields: dict[str, Any], moments: list[Moment]) -> list[TimelineItem]:
+    """One item per moment of a row that happened, each with the row's own fields."""
+    return [
+        TimelineItem(at=at, kind=kind, title=title, **row_fields)
+        for at, kind, title in moments
+        if at is not None
+    ]
+
+
+def _money(row: Payment | Refund) -> dict[str, Any]:
+    return {"amount": row.amount, "currency": row.currency, "status": row.status}
 
 
 async def _subscriptions(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
     items: list[TimelineItem] = []
     for s in await session.scalars(select(Subscription).where(Subscription.user_id == user_id)):
-        ids = {"subscription_id": s.id, "status": s.status}
-        items.append(
-            TimelineItem(at=s.created_at, kind="subscription_created", title="Plan bought", **ids)
-        )
-        if s.canceled_at is not None:
-            items.append(
-                TimelineItem(
-                    at=s.canceled_at,
-                    kind="subscription_canceled",
-                    title="Auto-renewal turned off",
-                    **ids,
-                )
-            )
-        if s.ended_at is not None:
-            items.append(
-                TimelineItem(
-                    at=s.ended_at, kind="subscription_ended", title=f"Ended ({s.status})", **ids
-                )
-            )
+        moments: list[Moment] = [
+            (s.created_at, "subscription_created", "Plan bought"),
+            (s.canceled_at, "subscription_canceled", "Auto-renewal turned off"),
+            (s.ended_at, "subscription_ended", f"Ended ({s.status})"),
+        ]
+        items += _items({"subscription_id": s.id, "status": s.status}, moments)
     return items
 
 
 async def _payments(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
     items: list[TimelineItem] = []
     for p in await session.scalars(select(Payment).where(Payment.user_id == user_id)):
-        money = {"amount": p.amount, "currency": p.currency, "status": p.status}
-        ids = {"payment_id": p.id, "subscription_id": p.subscription_id}
         label = "Renewal payment" if p.kind == "renewal" else "Payment"
-        items.append(
-            TimelineItem(
-                at=p.created_at,
-                kind="payment_created",
-                title=f"{label} of {for_people(p.amount, p.currency)} started",
-                **money,
-                **ids,
-            )
-        )
+        started = f"{label} of {for_people(p.amount, p.currency)} started"
+        moments: list[Moment] = [(p.created_at, "payment_created", started)]
         if p.succeeded_at is not None:
-            items.append(
-                TimelineItem(
-                    at=p.succeeded_at,
-                    kind="payment_succeeded",
-                    title=f"{label} succeeded",
-                    **money,
-                    **ids,
-                )  # fmt: skip
-            )
+            moments.append((p.succeeded_at, "payment_succeeded", f"{label} succeeded"))
         elif p.status in ("failed", "canceled", "expired", "unknown"):
             reason = f": {p.failure_code}" if p.failure_code else ""
-            items.append(
-                TimelineItem(
-                    at=p.updated_at,
-                    kind=f"payment_{p.status}",
-                    title=f"{label} {p.status}{reason}",
-                    **money,
-                    **ids,
-                )  # fmt: skip
-            )
+            moments.append((p.updated_at, f"payment_{p.status}", f"{label} {p.status}{reason}"))
         elif p.failure_code:
             # Still open after a decline: the user may try another card.
-            items.append(
-                TimelineItem(
-                    at=p.updated_at,
-                    kind="payment_declined",
-                    title=f"{label} attempt declined: {p.failure_code}",
-                    **money,
-                    **ids,
-                )  # fmt: skip
-            )
+            declined = f"{label} attempt declined: {p.failure_code}"
+            moments.append((p.updated_at, "payment_declined", declined))
+        ids = {"payment_id": p.id, "subscription_id": p.subscription_id}
+        items += _items({**_money(p), **ids}, moments)
     return items
 
 
 async def _refunds(session: AsyncSession, user_id: uuid.UUID) -> list[TimelineItem]:
     items: list[TimelineItem] = []
+    by = {"user": "the user", "admin": "a manager", "stripe": "Stripe (outside billing)"}
     for r in await session.scalars(select(Refund).where(Refund.user_id == user_id)):
-        money = {"amount": r.amount, "currency": r.currency, "status": r.status}
-        ids = {"payment_id": r.payment_id, "refund_id": r.id}
-        by = {"user": "the user", "admin": "a manager", "stripe": "Stripe (outside billing)"}
-        items.append(
-            TimelineItem(
-                at=r.created_at,
-                kind="refund_requested",
-                title=f"Refund of {for_people(r.amount, r.currency)} asked by "
-                f"{by.get(r.initiated_by, r.initiated_by)}",
-                **money,
-                **ids,
-            )
-        )
+        asked = f"Refund of {for_people(r.amount, r.currency)} asked by "
+        moments: list[Moment] = [
+            (r.created_at, "refund_requested", asked + by.get(r.initiated_by, r.initiated_by))
+        ]
         if r.status != "pending":
-            items.append(
-                TimelineItem(
-                    at=r.updated_at,
-                    kind=f"refund_{r.status}",
-                    title=f"Refund {r.status}",
-                    **money,
-                    **ids,
-                )  # fmt: skip
-            )
+            moments.append((r.updated_at, f"refund_{r.status}", f"Refund {r.status}"))
+        ids = {"payment_id": r.payment_id, "refund_id": r.id}
+        items += _items({**_money(r), **ids}, moments)
     return items
 
 
