@@ -10,19 +10,37 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import (
+    AliasGenerator,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+def _billing_variable(field_name: str) -> str:
+    """Billing's own settings are read from BILLING_<FIELD NAME> (`reconcile_base_seconds`:
+    BILLING_RECONCILE_BASE_SECONDS); a field with its own `validation_alias` is read from that
+    (the shared settings, and the few whose variable reads better than the field's name)."""
+    return f"BILLING_{field_name.upper()}"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Built from the variables' names (`Settings(BILLING_PAYMENT_TTL_SECONDS=60)`, as the
+    # environment spells them) or from the fields' names.
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(validation_alias=_billing_variable),
+    )
 
     # --- shared settings (docs/contracts.md) ---
     # asyncpg URL of billing's own database.
-    database_url: str = Field(
-        "postgresql+asyncpg://postgres@127.0.0.1:5432/cinema_billing",
-        validation_alias="BILLING_DATABASE_URL",
-    )
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/cinema_billing"
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     # User tokens: HS256 with the secret, or RS256 with the public key file; pinned to one.
     auth_jwt_algorithm: Literal["HS256", "RS256"] = Field(
@@ -39,100 +57,81 @@ class Settings(BaseSettings):
 
     # --- billing's own knobs ---
     # A first payment not paid within this many seconds is canceled at pay_api and expires.
-    payment_ttl_seconds: int = Field(1800, validation_alias="BILLING_PAYMENT_TTL_SECONDS", gt=0)
+    payment_ttl_seconds: PositiveInt = 1800
     # Reconciler back-off: first check after `base`, doubling per attempt, capped at `max`.
-    reconcile_base_seconds: float = Field(
-        30, validation_alias="BILLING_RECONCILE_BASE_SECONDS", gt=0
-    )
-    reconcile_max_seconds: float = Field(
-        3600, validation_alias="BILLING_RECONCILE_MAX_SECONDS", gt=0
-    )
+    reconcile_base_seconds: PositiveFloat = 30
+    reconcile_max_seconds: PositiveFloat = 3600
     # How long one worker claims a row it is working on (a crashed worker's claim runs out).
-    worker_claim_seconds: int = Field(120, validation_alias="BILLING_WORKER_CLAIM_SECONDS", gt=0)
+    worker_claim_seconds: PositiveInt = 120
     # Pause between two passes of the worker loop, and rows taken per job and pass.
-    worker_interval_seconds: float = Field(
-        5, validation_alias="BILLING_WORKER_INTERVAL_SECONDS", gt=0
-    )
-    worker_batch_size: int = Field(100, validation_alias="BILLING_WORKER_BATCH_SIZE", gt=0)
+    worker_interval_seconds: PositiveFloat = 5
+    worker_batch_size: PositiveInt = 100
     # How long the worker keeps rows that only guard against repeats (see billing.pruning).
     # Idempotency keys: at least a day, as Stripe keeps its own.
-    keep_idempotency_keys_hours: int = Field(
-        72, validation_alias="BILLING_KEEP_IDEMPOTENCY_KEYS_HOURS", ge=24
-    )
+    keep_idempotency_keys_hours: int = Field(72, ge=24)
     # pay_api's event ids: at least 30 days, longer than any sender retries an event.
-    keep_processed_events_days: int = Field(
-        35, validation_alias="BILLING_KEEP_PROCESSED_EVENTS_DAYS", ge=30
-    )
+    keep_processed_events_days: int = Field(35, ge=30)
     # Delivered outbox rows (undelivered ones are never pruned).
-    keep_delivered_outbox_days: int = Field(
-        7, validation_alias="BILLING_KEEP_DELIVERED_OUTBOX_DAYS", ge=1
-    )
+    keep_delivered_outbox_days: int = Field(7, ge=1)
     # Access decisions are made from memory (billing.access.cache). At most this many users are
     # held per process (least recently checked first out): the bound of the cache's memory.
-    access_cache_users: int = Field(100_000, validation_alias="BILLING_ACCESS_CACHE_USERS", ge=1)
+    access_cache_users: int = Field(100_000, ge=1)
     # Every held entry is read again from PostgreSQL at most this long after it was read, even if
     # its invalidation message was lost (the unconditional stale bound).
-    access_cache_max_seconds: float = Field(
-        60, validation_alias="BILLING_ACCESS_CACHE_MAX_SECONDS", gt=0
-    )
+    access_cache_max_seconds: PositiveFloat = 60
     # Memory answers only while the process's own ping came back on the invalidation channel
     # within this many seconds; otherwise checks read PostgreSQL (the bound for lost messages).
-    access_stale_seconds: float = Field(2, validation_alias="BILLING_ACCESS_STALE_SECONDS", gt=0)
+    access_stale_seconds: PositiveFloat = 2
     # Connections each process uses to fill the access cache (plus one that listens).
-    access_db_pool_size: int = Field(2, validation_alias="BILLING_ACCESS_DB_POOL_SIZE", gt=0)
+    access_db_pool_size: PositiveInt = 2
     # Prefix of every Redis key billing writes (tests use their own).
-    redis_prefix: str = Field("billing:", validation_alias="BILLING_REDIS_PREFIX")
+    redis_prefix: str = "billing:"
     # Services (token `iss`) allowed on the internal access endpoints.
-    access_check_services: str = Field(
-        "movies,admin", validation_alias="BILLING_ACCESS_CHECK_SERVICES"
-    )
+    access_check_services: str = "movies,admin"
     # Timeouts of calls to pay_api, seconds.
-    pay_api_connect_timeout: float = Field(2, validation_alias="BILLING_PAY_API_CONNECT_TIMEOUT")
-    pay_api_timeout: float = Field(10, validation_alias="BILLING_PAY_API_TIMEOUT")
+    pay_api_connect_timeout: float = 2
+    pay_api_timeout: float = 10
     # The cinema's page the payment page links back to ("Back to the cinema"); `{payment_id}` is
     # replaced. Empty: the page shows no such link.
-    payment_return_url: str = Field("", validation_alias="BILLING_PAYMENT_RETURN_URL")
+    payment_return_url: str = ""
     # Connection pools (the idempotency pool holds a connection while a keyed request runs).
     # Per process: billing runs several web processes (BILLING_WEB_WORKERS), so with the defaults two
     # of them hold at most 2 × (2 × (5 + 5) + 3) = 46 connections.
-    db_pool_size: int = Field(5, validation_alias="BILLING_DB_POOL_SIZE", gt=0)
-    db_max_overflow: int = Field(5, validation_alias="BILLING_DB_MAX_OVERFLOW", ge=0)
-    log_level: str = Field("INFO", validation_alias="BILLING_LOG_LEVEL")
+    db_pool_size: PositiveInt = 5
+    db_max_overflow: NonNegativeInt = 5
+    log_level: str = "INFO"
     # Serve the API's docs (/docs, /openapi.json)? On for development and tests; off in
     # production (docker-compose), where they would describe the internal endpoints to anyone.
-    docs: bool = Field(True, validation_alias="BILLING_DOCS")
+    docs: bool = True
     # Rate limits of purchase, refund and cancel (ratelimit.py), each action counted apart, in
     # the `limits` notation ("10/minute", "100/hour"): per user, and per client address.
-    rate_limits: bool = Field(True, validation_alias="BILLING_RATE_LIMITS")
-    rate_limit_per_user: str = Field("10/minute", validation_alias="BILLING_RATE_LIMIT_PER_USER")
-    rate_limit_per_address: str = Field(
-        "60/minute", validation_alias="BILLING_RATE_LIMIT_PER_ADDRESS"
-    )
+    rate_limits: bool = True
+    rate_limit_per_user: str = "10/minute"
+    rate_limit_per_address: str = "60/minute"
     # Largest request body (bytes): larger ones answer 413 payload_too_large (guard.py).
-    max_body_bytes: int = Field(65536, validation_alias="BILLING_MAX_BODY_BYTES", gt=0)
+    max_body_bytes: PositiveInt = 65536
     # Test and demo stacks only, NEVER production: the clock may be moved forward through
     # POST /internal/v1/clock/advance (billing/clock.py). Off: that endpoint answers 404.
     movable_clock: bool = Field(False, validation_alias="BILLING_TEST_CLOCK")
     # Port of the worker's Prometheus endpoint (/metrics on every path); 0 = none.
-    worker_metrics_port: int = Field(0, validation_alias="BILLING_WORKER_METRICS_PORT", ge=0)
+    worker_metrics_port: NonNegativeInt = 0
 
     # --- renewals (billing/renewals) ---
     # The renewal is charged this long before the period ends.
-    renewal_lead_seconds: float = Field(3600, validation_alias="BILLING_RENEWAL_LEAD_SECONDS", ge=0)
+    renewal_lead_seconds: NonNegativeFloat = 3600
     # Retries of a declined renewal, in days after the period's end (increasing, within grace).
-    renewal_retry_days: str = Field("1,3,5", validation_alias="BILLING_RENEWAL_RETRY_DAYS")
+    renewal_retry_days: str = "1,3,5"
     # Access kept after the period's end while the renewal is unpaid (reason "grace").
-    renewal_grace_days: float = Field(7, validation_alias="BILLING_RENEWAL_GRACE_DAYS", gt=0)
+    renewal_grace_days: PositiveFloat = 7
     # Decline codes that are not retried until the user gives another card.
-    renewal_hard_declines: str = Field(
+    renewal_hard_declines: str = (
         "lost_card,stolen_card,fraudulent,pickup_card,restricted_card,incorrect_number,"
         "invalid_number,invalid_account,expired_card,no_saved_card,do_not_honor,"
-        "transaction_not_allowed,revocation_of_authorization",
-        validation_alias="BILLING_RENEWAL_HARD_DECLINES",
+        "transaction_not_allowed,revocation_of_authorization"
     )
     # Renewal charges sent to pay_api per second by all workers together (0 = no cap). Real
     # Stripe allows about 100 requests/s in live mode: keep this well below.
-    renewal_max_per_second: int = Field(0, validation_alias="BILLING_RENEWAL_MAX_PER_SECOND", ge=0)
+    renewal_max_per_second: NonNegativeInt = 0
 
     # --- emails (billing/notifications) ---
     # The SMTP relay; `make up` and the test stacks point it at the local mail server.
@@ -151,7 +150,7 @@ class Settings(BaseSettings):
         "{user_id}@users.cinema.local", validation_alias="BILLING_MAIL_TO"
     )
     # How long an emailed link (authenticate, new card) opens its page.
-    link_ttl_seconds: int = Field(10 * 86400, validation_alias="BILLING_LINK_TTL_SECONDS", gt=0)
+    link_ttl_seconds: int = Field(10 * 86400, gt=0)
 
     @model_validator(mode="after")
     def _user_token_key_present(self) -> Settings:
