@@ -19,7 +19,6 @@ from billing.clock import wall_now
 from billing.config import Settings
 from billing.db import lock_row
 from billing.errors import PaymentNotFound
-from billing.notifications import emails
 from billing.outbox import note_access_change
 from billing.payments import state
 from billing.payments.models import LedgerEntry, Payment, Refund
@@ -236,20 +235,7 @@ async def _on_succeeded(
     subscription_state.activate(subscription, start=start, end=end, now=now)
     payment.period_start, payment.period_end = start, end
     note_access_change(session, subscription.user_id, "subscription activated")
-    emails.queue(
-        session,
-        emails.receipt(
-            await renewals.about(session, settings, subscription),
-            payment_id=payment.id,
-            amount=payment.amount,
-            currency=payment.currency,
-            discount_amount=payment.discount_amount,
-            promo_code=payment.promo_code,
-            period_start=start,
-            period_end=end,
-            renewal=False,
-        ),
-    )
+    await renewals.queue_receipt(session, settings, subscription, payment)
 
 
 async def _on_unpaid(

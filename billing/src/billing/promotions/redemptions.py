@@ -20,6 +20,7 @@ A refund does not give a use back: the code was used for a payment that happened
 from __future__ import annotations
 
 import uuid
+from dataclasses import asdict
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.errors import PromoCodeAlreadyUsed, PromoCodeExhausted
 from billing.promotions import state
 from billing.promotions.models import PromoCode, PromoCodeUser, Redemption
+from billing.promotions.schemas import terms_of
 
 
 async def reserve(
@@ -74,11 +76,8 @@ async def reserve(
         subscription_id=subscription_id,
         code=promo.code,
         status="reserved",
-        percent_off=promo.percent_off,
-        amount_off=promo.amount_off,
-        currency=promo.currency,
-        duration=promo.duration,
-        duration_periods=promo.duration_periods,
+        # The code's terms as they are now: renewals keep them whatever a manager edits later.
+        **asdict(terms_of(promo)),
         created_at=now,
         updated_at=now,
     )

@@ -13,6 +13,8 @@ from billing.subscriptions.models import Subscription
 
 @dataclass(frozen=True)
 class RenewalPrice:
+    """A renewal's price; its fields are the renewal payment's columns of the same names."""
+
     amount: int  # minor units: the net, what is charged (0: fully discounted, nothing to charge)
     currency: str
     description: str

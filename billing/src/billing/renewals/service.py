@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 import uuid
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, text
@@ -21,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import wall_now
+from billing.config import Settings
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
@@ -50,6 +52,38 @@ def due_for_charge(now: datetime) -> tuple:
     )
 
 
+def _current_renewal(subscription: Subscription | type[Subscription]) -> tuple:
+    """Conditions on payments: the renewal of the subscription's current period (the one that
+    starts where the period ends). `subscription` is a row, or the class itself in a query over
+    subscriptions."""
+    return (
+        Payment.subscription_id == subscription.id,
+        Payment.kind == "renewal",
+        Payment.period_start == subscription.current_period_end,
+    )
+
+
+def _renewing_by(moment: datetime) -> tuple:
+    """Conditions on subscriptions: active, set to renew, and the period ends by `moment`."""
+    return (
+        Subscription.status == "active",
+        Subscription.auto_renew.is_(True),
+        Subscription.current_period_end <= moment,
+    )
+
+
+async def _lock_batch(
+    session: AsyncSession, settings: Settings, *conditions, order_by=None
+) -> list[Subscription]:
+    """A worker's batch of the subscriptions that meet `conditions`, row-locked; rows another
+    worker holds are skipped (it is working on them)."""
+    query = select(Subscription).where(*conditions)
+    if order_by is not None:
+        query = query.order_by(order_by)
+    query = query.limit(settings.worker_batch_size).with_for_update(skip_locked=True)
+    return list(await session.scalars(query))
+
+
 async def write_due(resources: Resources, now: datetime) -> int:
     """Write the renewal payment of each active subscription whose period ends within the lead
     time (once per period: the unique index decides between concurrent workers)."""
@@ -57,23 +91,14 @@ async def write_due(resources: Resources, now: datetime) -> int:
     policy = RenewalPolicy.from_settings(settings)
     written = 0
     async with resources.sessionmaker() as session:
-        subscriptions = await session.scalars(
-            select(Subscription)
-            .where(
-                Subscription.status == "active",
-                Subscription.auto_renew.is_(True),
-                Subscription.current_period_end <= now + policy.lead,
-                ~exists().where(
-                    Payment.subscription_id == Subscription.id,
-                    Payment.kind == "renewal",
-                    Payment.period_start == Subscription.current_period_end,
-                ),
-            )
-            .order_by(Subscription.current_period_end)
-            .limit(settings.worker_batch_size)
-            .with_for_update(skip_locked=True)
+        due = await _lock_batch(
+            session,
+            settings,
+            *_renewing_by(now + policy.lead),
+            ~exists().where(*_current_renewal(Subscription)),
+            order_by=Subscription.current_period_end,
         )
-        for subscription in list(subscriptions):
+        for subscription in due:
             written += await _write_renewal(session, subscription, now=now, resources=resources)
         await session.commit()
     return written
@@ -96,13 +121,8 @@ async def _write_renewal(
             plan_id=subscription.plan_id,
             kind="renewal",
             status="created",
-            amount=price.amount,
-            gross_amount=price.gross_amount,
-            discount_amount=price.discount_amount,
-            promo_code=price.promo_code,
-            currency=price.currency,
+            **asdict(price),
             refunded_amount=0,
-            description=price.description,
             payment_url=settings.payment_url_for(str(payment_id)),
             period_start=start,
             period_end=period_end(
@@ -226,35 +246,19 @@ async def move_at_period_end(resources: Resources, now: datetime) -> int:
     policy = RenewalPolicy.from_settings(settings)
     moved = 0
     async with resources.sessionmaker() as session:
-        unrenewed = await session.scalars(
-            select(Subscription)
-            .where(
-                Subscription.status == "active",
-                Subscription.auto_renew.is_(True),
-                Subscription.current_period_end <= now,
-            )
-            .limit(settings.worker_batch_size)
-            .with_for_update(skip_locked=True)
-        )
-        for subscription in list(unrenewed):
+        for subscription in await _lock_batch(session, settings, *_renewing_by(now)):
             grace_until = policy.grace_until(subscription.current_period_end)
             if state.enter_grace(subscription, grace_until=grace_until, now=now):
                 note_access_change(session, subscription.user_id, "period ended unrenewed: grace")
                 moved += 1
-        out_of_grace = await session.scalars(
-            select(Subscription)
-            .where(Subscription.status == "past_due", Subscription.grace_until <= now)
-            .limit(settings.worker_batch_size)
-            .with_for_update(skip_locked=True)
+        out_of_grace = await _lock_batch(
+            session,
+            settings,
+            Subscription.status == "past_due",
+            Subscription.grace_until <= now,
         )
-        for subscription in list(out_of_grace):
-            renewal = await session.scalar(
-                select(Payment).where(
-                    Payment.subscription_id == subscription.id,
-                    Payment.kind == "renewal",
-                    Payment.period_start == subscription.current_period_end,
-                )
-            )
+        for subscription in out_of_grace:
+            renewal = await session.scalar(select(Payment).where(*_current_renewal(subscription)))
             if renewal is not None and renewal.status in ("processing", "unknown"):
                 changed = state.suspend(subscription, now=now)
             elif renewal is not None and renewal.status in OPEN_PAYMENT_STATUSES:
@@ -278,12 +282,7 @@ async def open_renewal(session: AsyncSession, subscription: Subscription) -> Pay
     """The renewal payment of the current period while it can still be charged, row-locked."""
     return await session.scalar(
         select(Payment)
-        .where(
-            Payment.subscription_id == subscription.id,
-            Payment.kind == "renewal",
-            Payment.period_start == subscription.current_period_end,
-            Payment.status.in_(("created", "pending")),
-        )
+        .where(*_current_renewal(subscription), Payment.status.in_(("created", "pending")))
         .with_for_update()
         .execution_options(populate_existing=True)
     )
@@ -337,13 +336,7 @@ async def renewal_states(
     for subscription in subscriptions:
         if subscription.current_period_end is None:
             continue
-        renewal = await session.scalar(
-            select(Payment).where(
-                Payment.subscription_id == subscription.id,
-                Payment.kind == "renewal",
-                Payment.period_start == subscription.current_period_end,
-            )
-        )
+        renewal = await session.scalar(select(Payment).where(*_current_renewal(subscription)))
         renews = subscription.auto_renew and subscription.status in ("active", "past_due")
         states[subscription.id] = RenewalState(
             next_renewal_at=policy.due_at(subscription.current_period_end) if renews else None,

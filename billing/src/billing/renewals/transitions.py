@@ -40,6 +40,24 @@ async def about(
     )
 
 
+async def queue_receipt(
+    session: AsyncSession, settings: Settings, subscription: Subscription, payment: Payment
+) -> None:
+    """The receipt of a paid payment, a first one or a renewal, for the period it paid."""
+    email = emails.receipt(
+        await about(session, settings, subscription),
+        payment_id=payment.id,
+        amount=payment.amount,
+        currency=payment.currency,
+        discount_amount=payment.discount_amount,
+        promo_code=payment.promo_code,
+        period_start=payment.period_start,
+        period_end=payment.period_end,
+        renewal=payment.kind == "renewal",
+    )
+    emails.queue(session, email)
+
+
 def _is_current(payment: Payment, subscription: Subscription) -> bool:
     """The renewal of the subscription's current period (not a stale one)."""
     return payment.period_start == subscription.current_period_end
@@ -67,20 +85,7 @@ async def on_paid(
         state.flag(subscription, f"renewal {payment.id} paid while {subscription.status}", now=now)
         return
     note_access_change(session, subscription.user_id, "subscription renewed")
-    emails.queue(
-        session,
-        emails.receipt(
-            await about(session, settings, subscription),
-            payment_id=payment.id,
-            amount=payment.amount,
-            currency=payment.currency,
-            discount_amount=payment.discount_amount,
-            promo_code=payment.promo_code,
-            period_start=payment.period_start,
-            period_end=payment.period_end,
-            renewal=True,
-        ),
-    )
+    await queue_receipt(session, settings, subscription, payment)
 
 
 async def on_unpaid(
