@@ -38,6 +38,11 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def sql_list(values: tuple[str, ...]) -> str:
+    """Statuses as SQL spells a list in the tables' CHECKs and partial indexes: `'a', 'b'`."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
 def utcnow() -> datetime:
     """Billing's time: the one clock (billing.clock), shifted forward on a test stack."""
     return clock.now()

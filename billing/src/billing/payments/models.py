@@ -23,18 +23,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base
+from billing.db import Base, sql_list
 from billing.payments.state import OPEN_PAYMENT_STATUSES, PAYMENT_STATUSES, REFUNDABLE_STATUSES
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
 
 
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(PAYMENT_STATUSES)})", name="status"),
+        CheckConstraint(f"status IN ({sql_list(PAYMENT_STATUSES)})", name="status"),
         CheckConstraint("kind IN ('first', 'renewal')", name="kind"),
         # `amount` is what is charged: the net after a discount; 0 for a free (100%-off) payment,
         # which billing settles itself without asking Stripe.
@@ -49,7 +45,7 @@ class Payment(Base):
             "refunded_amount >= 0 AND refunded_amount <= amount", name="refunded_within_amount"
         ),
         CheckConstraint(
-            f"refunded_amount = 0 OR status IN ({_in(REFUNDABLE_STATUSES)}, 'refunded')",
+            f"refunded_amount = 0 OR status IN ({sql_list(REFUNDABLE_STATUSES)}, 'refunded')",
             name="refunds_only_after_charge",
         ),
         # Invariant 1: at most one open first payment per (user, plan).
@@ -58,7 +54,9 @@ class Payment(Base):
             "user_id",
             "plan_id",
             unique=True,
-            postgresql_where=text(f"kind = 'first' AND status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
+            postgresql_where=text(
+                f"kind = 'first' AND status IN ({sql_list(OPEN_PAYMENT_STATUSES)})"
+            ),
         ),
         # Renewals: ONE payment per (subscription, period start), written before any call.
         Index(
@@ -94,7 +92,7 @@ class Payment(Base):
         Index(
             "ix_payments_open_next_check",
             "next_check_at",
-            postgresql_where=text(f"status IN ({_in(OPEN_PAYMENT_STATUSES)})"),
+            postgresql_where=text(f"status IN ({sql_list(OPEN_PAYMENT_STATUSES)})"),
         ),
     )
 

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from billing.db import Base
+from billing.db import Base, sql_list
 
 _ONE_KIND_OF_DISCOUNT = (
     "(percent_off IS NULL) <> (amount_off IS NULL) "
@@ -123,9 +123,7 @@ class Redemption(DiscountColumns, Base):
 
     __tablename__ = "promo_redemptions"
     __table_args__ = (
-        CheckConstraint(
-            f"status IN ({', '.join(repr(s) for s in REDEMPTION_STATUSES)})", name="status"
-        ),
+        CheckConstraint(f"status IN ({sql_list(REDEMPTION_STATUSES)})", name="status"),
         CheckConstraint(_ONE_KIND_OF_DISCOUNT, name="one_kind_of_discount"),
         Index("ix_promo_redemptions_code_created", "promo_code_id", "created_at"),
     )

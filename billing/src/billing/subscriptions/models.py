@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import UUID
 from sqlalchemy.orm import Mapped, mapped_column
 
-from billing.db import Base
+from billing.db import Base, sql_list
 
 SUBSCRIPTION_STATUSES = (
     "incomplete",  # waiting for the first payment
@@ -39,20 +39,16 @@ PAID_STATUSES = ("active", "past_due", "canceled")
 LIVE_STATUSES = ("incomplete", *PAID_STATUSES, "suspended")
 
 
-def _in(values: tuple[str, ...]) -> str:
-    return ", ".join(f"'{v}'" for v in values)
-
-
 class Subscription(Base):
     __tablename__ = "subscriptions"
     __table_args__ = (
-        CheckConstraint(f"status IN ({_in(SUBSCRIPTION_STATUSES)})", name="status"),
+        CheckConstraint(f"status IN ({sql_list(SUBSCRIPTION_STATUSES)})", name="status"),
         # The reports' churn by period.
         Index(
             "ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")
         ),
         CheckConstraint(
-            f"status NOT IN ({_in(PAID_STATUSES)}) OR (current_period_start IS NOT NULL "
+            f"status NOT IN ({sql_list(PAID_STATUSES)}) OR (current_period_start IS NOT NULL "
             "AND current_period_end > current_period_start)",
             name="paid_has_period",
         ),
@@ -64,12 +60,12 @@ class Subscription(Base):
             "user_id",
             "plan_id",
             unique=True,
-            postgresql_where=text(f"status IN ({_in(LIVE_STATUSES)})"),
+            postgresql_where=text(f"status IN ({sql_list(LIVE_STATUSES)})"),
         ),
         Index(
             "ix_subscriptions_period_end_paid",
             "current_period_end",
-            postgresql_where=text(f"status IN ({_in(PAID_STATUSES)})"),
+            postgresql_where=text(f"status IN ({sql_list(PAID_STATUSES)})"),
         ),
     )
 
