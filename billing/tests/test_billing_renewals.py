@@ -433,29 +433,34 @@ async def test_a_user_gets_a_card_link_for_their_own_subscription_only(billing):
 
 
 async def test_the_renewal_rate_cap_holds_across_workers(resources):
-    # Two "workers" (concurrent callers) share one cap through Redis: never more than the cap
-    # in any one second (real Stripe allows about 100 requests/s; BILLING_RENEWAL_MAX_PER_SECOND).
-    import time
-    from collections import Counter
+    # Two "workers" (concurrent callers) share one schedule through Redis. Each charge reserves a
+    # slot for the most Stripe requests it can make; the slots never overlap, so no second —
+    # wall-clock or sliding — holds more than the cap's worth (BILLING_RENEWAL_MAX_PER_SECOND;
+    # real Stripe allows about 100 requests/s). Read from the slots Redis handed out: no sleeping.
+    from billing.renewals.rate import STRIPE_REQUESTS_PER_CHARGE, StripeRate
 
-    from billing.renewals.service import _within_rate
-    from billing.resources import Resources
+    cap = 30
+    key = f"{resources.settings.redis_prefix}test_rate_{uuid.uuid4().hex}"
+    workers = [StripeRate(resources.redis, key, cap), StripeRate(resources.redis, key, cap)]
+    slots: list[int] = []
 
-    capped = Resources(resources.settings.model_copy(update={"renewal_max_per_second": 3}))
-    seconds: list[int] = []
-
-    async def charge_many(count: int) -> None:
+    async def charge_many(rate: StripeRate, count: int) -> None:
         for _ in range(count):
-            await _within_rate(capped)
-            seconds.append(int(time.time()))
+            start, wait = await rate.reserve(STRIPE_REQUESTS_PER_CHARGE)
+            assert wait >= 0
+            slots.append(start)
 
-    try:
-        await asyncio.gather(charge_many(5), charge_many(5))
-    finally:
-        await capped.aclose()
-    per_second = Counter(seconds)
-    assert sum(per_second.values()) == 10
-    assert max(per_second.values()) <= 3, per_second
+    await asyncio.gather(*(charge_many(rate, 20) for rate in workers))
+    slots.sort()
+    spacing = workers[0].slot_microseconds(STRIPE_REQUESTS_PER_CHARGE)  # 100 ms at 30/s
+    assert len(slots) == 40 and spacing == 100_000
+    assert all(b - a >= spacing for a, b in zip(slots, slots[1:], strict=False))
+    # Hence at most cap / 3 + 1 charges start in any second (each sends 2 requests, 3 at most).
+    for first in slots:
+        in_a_second = [s for s in slots if first <= s < first + 1_000_000]
+        assert len(in_a_second) <= cap // STRIPE_REQUESTS_PER_CHARGE + 1
+    # Without a cap nothing waits.
+    await StripeRate(resources.redis, key, 0).wait()
 
 
 async def test_a_refund_that_went_back_sends_a_receipt(billing):

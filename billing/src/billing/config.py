@@ -129,9 +129,13 @@ class Settings(BaseSettings):
         "invalid_number,invalid_account,expired_card,no_saved_card,do_not_honor,"
         "transaction_not_allowed,revocation_of_authorization"
     )
-    # Renewal charges sent to pay_api per second by all workers together (0 = no cap). Real
-    # Stripe allows about 100 requests/s in live mode: keep this well below.
+    # Stripe requests per second that renewal charges may cause, all workers together (0 = no
+    # cap); a charge counts for the most it can send (billing/renewals/rate.py). Real Stripe
+    # allows about 100 requests/s in live mode, for everything: keep this below.
     renewal_max_per_second: NonNegativeInt = 0
+    # Renewal charges one worker has in flight at once (each waits on pay_api and Stripe); at most
+    # BILLING_DB_POOL_SIZE + BILLING_DB_MAX_OVERFLOW, the connections they draw on.
+    renewal_concurrency: int = Field(8, gt=0, le=100)
 
     # --- emails (billing/notifications) ---
     # The SMTP relay; `make up` and the test stacks point it at the local mail server.
@@ -170,6 +174,11 @@ class Settings(BaseSettings):
             raise ValueError("BILLING_RENEWAL_RETRY_DAYS must be increasing positive days")
         if retries and retries[-1] >= self.renewal_grace_days:
             raise ValueError("BILLING_RENEWAL_RETRY_DAYS must end before the grace period does")
+        if self.renewal_concurrency > self.db_pool_size + self.db_max_overflow:
+            raise ValueError(
+                "BILLING_RENEWAL_CONCURRENCY must not exceed BILLING_DB_POOL_SIZE + "
+                "BILLING_DB_MAX_OVERFLOW (each charge in flight draws on that pool)"
+            )
         if self.auth_jwt_audience == "billing":
             # Service tokens use aud=billing; a user token must never pass for one.
             raise ValueError("AUTH_JWT_AUDIENCE must differ from the service audience 'billing'")

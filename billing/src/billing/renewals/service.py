@@ -10,9 +10,7 @@ most once, so a lost answer is asked again without a second charge.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 import uuid
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -31,6 +29,7 @@ from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.renewals import transitions
 from billing.renewals.policy import NO_SAVED_CARD, Outcome, RenewalPolicy
 from billing.renewals.pricing import renewal_amount
+from billing.renewals.rate import STRIPE_REQUESTS_PER_CHARGE, StripeRate
 from billing.resources import Resources
 from billing.settlement.answers import PaymentReport, apply_payment_report
 from billing.settlement.registration import send_registration
@@ -147,34 +146,37 @@ async def _write_renewal(
 
 
 async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
-    """One attempt of a renewal payment the caller holds the lease of."""
+    """One attempt of a renewal payment the caller holds the lease of. No transaction is open
+    while pay_api is asked (the worker charges several at once, each on its own lease)."""
     settings = resources.settings
     async with resources.sessionmaker() as session:
         payment = await session.get(Payment, payment_id)
-        attempt = payment.charge_attempts + 1
-        answer: dict | None = None
-        refused: str | None = None
-        asked_at = wall_now()
-        try:
-            if payment.amount == 0:
-                # Fully discounted (promotions): nothing to charge, it succeeds as it is.
-                answer = {"status": "succeeded"}
-            else:
-                if payment.status == "created":
-                    await send_registration(resources, payment)
-                await _within_rate(resources)
-                answer = await resources.pay_api.charge_off_session(
-                    str(payment.id), attempt=attempt
-                )
-        except PayApiRejected as exc:
-            if exc.code != NO_SAVED_CARD:
-                logger.error(
-                    "pay_api refused a renewal charge",
-                    extra={"payment_id": str(payment_id), "code": exc.code},
-                )
-            refused = exc.code
-        except PayApiUnavailable:
-            pass  # answer unknown: the same attempt number is sent again (confirmed once)
+    attempt = payment.charge_attempts + 1
+    answer: dict | None = None
+    refused: str | None = None
+    asked_at = wall_now()
+    try:
+        if payment.amount == 0:
+            # Fully discounted (promotions): nothing to charge, it succeeds as it is.
+            answer = {"status": "succeeded"}
+        else:
+            if payment.status == "created":
+                await send_registration(resources, payment)
+            await StripeRate(
+                resources.redis,
+                f"{settings.redis_prefix}renewal_stripe_rate",
+                settings.renewal_max_per_second,
+            ).wait(STRIPE_REQUESTS_PER_CHARGE)
+            answer = await resources.pay_api.charge_off_session(str(payment.id), attempt=attempt)
+    except PayApiRejected as exc:
+        if exc.code != NO_SAVED_CARD:
+            logger.error(
+                "pay_api refused a renewal charge",
+                extra={"payment_id": str(payment_id), "code": exc.code},
+            )
+        refused = exc.code
+    except PayApiUnavailable:
+        pass  # answer unknown: the same attempt number is sent again (confirmed once)
 
     async with resources.sessionmaker() as session:
         payment = await lock_payment(session, payment_id)
@@ -218,23 +220,6 @@ async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> 
 def _backoff(settings, payment: Payment) -> timedelta:
     seconds = settings.reconcile_base_seconds * 2 ** min(payment.check_attempts, 16)
     return timedelta(seconds=min(settings.reconcile_max_seconds, seconds))
-
-
-async def _within_rate(resources: Resources) -> None:
-    """Renewal charges per second, across every worker (a Redis counter per second): real Stripe
-    allows about 100 requests/s in live mode (BILLING_RENEWAL_MAX_PER_SECOND; 0 = no cap)."""
-    cap = resources.settings.renewal_max_per_second
-    if cap <= 0:
-        return
-    prefix = resources.settings.redis_prefix
-    while True:
-        second = int(time.time())
-        key = f"{prefix}renewal_rate:{second}"
-        async with resources.redis.pipeline(transaction=True) as pipe:
-            count, _ = await pipe.incr(key).expire(key, 5).execute()
-        if count <= cap:
-            return
-        await asyncio.sleep(max(0.0, second + 1 - time.time()))
 
 
 async def move_at_period_end(resources: Resources, now: datetime) -> int:

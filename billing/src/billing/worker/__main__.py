@@ -58,6 +58,8 @@ async def main(once: bool) -> None:
                 logger.info("worker pass", extra={"done": done})
             if once or stop.is_set():
                 break
+            if any(count >= settings.worker_batch_size for count in done.values()):
+                continue  # a job took a full batch: more is waiting, no pause
             try:
                 await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
             except TimeoutError:

@@ -50,24 +50,32 @@ logger = logging.getLogger(__name__)
 
 
 async def claim_batch(
-    session: AsyncSession, model: type, *conditions, now: datetime, seconds: int, limit: int
+    session: AsyncSession,
+    model: type,
+    *conditions,
+    now: datetime,
+    seconds: int,
+    limit: int,
+    order_by=None,
 ) -> list[uuid.UUID]:
-    """Lease up to `limit` rows matching `conditions` that nobody else holds; committed."""
+    """Lease up to `limit` rows matching `conditions` that nobody else holds; committed. One
+    statement: the rows are picked (`FOR UPDATE SKIP LOCKED`) and leased in the same UPDATE."""
+    picked = (
+        select(model.id)
+        .where(*conditions, or_(model.claimed_until.is_(None), model.claimed_until < now))
+        .order_by(model.next_check_at if order_by is None else order_by)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     ids = list(
         await session.scalars(
-            select(model.id)
-            .where(*conditions, or_(model.claimed_until.is_(None), model.claimed_until < now))
-            .order_by(model.next_check_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            update(model)
+            .where(model.id.in_(picked.scalar_subquery()))
+            .values(claimed_until=max(now, utcnow()) + timedelta(seconds=seconds))
+            .returning(model.id)
+            .execution_options(synchronize_session=False)
         )
     )
-    if ids:
-        await session.execute(
-            update(model)
-            .where(model.id.in_(ids))
-            .values(claimed_until=max(now, utcnow()) + timedelta(seconds=seconds))
-        )
     await session.commit()
     return ids
 
@@ -78,30 +86,45 @@ async def _each_leased(
     handle: Callable[[Resources, uuid.UUID, datetime], Awaitable[None]],
     model: type,
     *conditions,
+    order_by=None,
+    concurrency: int = 1,
 ) -> int:
     """`handle` each row matching `conditions`, leased ONE AT A TIME with a fresh lease each, up
-    to a batch; how many were handled.
+    to a batch; how many were handled. `concurrency` rows are handled at once, each by a loop
+    that leases its next row only when it is done with the last.
 
     Leasing a whole batch up front would let the leases of its last rows run out while the
     first ones wait on pay_api — and then another worker could take the same row (say, expire a
     payment this one is registering)."""
     settings = resources.settings
     seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
-    for _ in range(settings.worker_batch_size):
-        async with resources.sessionmaker() as session:
-            ids = await claim_batch(
-                session,
-                model,
-                *conditions,
-                model.id.not_in(seen),
-                now=now,
-                seconds=settings.worker_claim_seconds,
-                limit=1,
-            )
-        if not ids:
-            break
-        seen.append(ids[0])
-        await handle(resources, ids[0], now)
+
+    async def one_by_one() -> None:
+        while len(seen) < settings.worker_batch_size:
+            async with resources.sessionmaker() as session:
+                ids = await claim_batch(
+                    session,
+                    model,
+                    *conditions,
+                    model.id.not_in(seen),
+                    now=now,
+                    seconds=settings.worker_claim_seconds,
+                    limit=1,
+                    order_by=order_by,
+                )
+            if not ids:
+                return
+            seen.append(ids[0])
+            await handle(resources, ids[0], now)
+
+    # A loop that fails does not cancel the others mid-call (their rows would wait for their
+    # leases to run out); the first failure is raised once all are done.
+    outcomes = await asyncio.gather(
+        *(one_by_one() for _ in range(max(1, concurrency))), return_exceptions=True
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
     return len(seen)
 
 
@@ -290,9 +313,16 @@ async def write_renewals(resources: Resources, now: datetime) -> int:
 
 
 async def charge_renewals(resources: Resources, now: datetime) -> int:
-    """(r2) Renewal payments due (first attempt or a retry): charged off-session via pay_api."""
+    """(r2) Renewal payments due (first attempt or a retry): charged off-session via pay_api,
+    BILLING_RENEWAL_CONCURRENCY at once, oldest due first (`ix_payments_renewal_next_charge`)."""
     return await _each_leased(
-        resources, now, renewals.charge, Payment, *renewals.due_for_charge(now)
+        resources,
+        now,
+        renewals.charge,
+        Payment,
+        *renewals.due_for_charge(now),
+        order_by=Payment.next_charge_at,
+        concurrency=resources.settings.renewal_concurrency,
     )
 
 
