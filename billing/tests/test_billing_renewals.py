@@ -472,3 +472,118 @@ async def test_a_refund_that_went_back_sends_a_receipt(billing):
     assert kinds == ["receipt", "refund_receipt"]
     receipt = (await sub.emails())[-1]
     assert receipt["subject"] == "Refund: Premium, $9.99"
+
+
+async def test_renewal_metrics_follow_renewals_declines_and_ends(billing):
+    # Counters as /metrics serves them (the worker's jobs run in this process); the due gauges
+    # from the scrape-time collector at a chosen instant. The subscriptions are moved to periods
+    # ending in 2000-2002, before anything other tests left, so they alone are due then.
+    from billing.metrics import StateCollector
+    from test_billing_health_metrics import scrape
+
+    lead = billing.resources.settings.renewal_lead_seconds
+
+    async def counters() -> dict[str, float]:
+        samples = await scrape(billing.client)
+        wanted = {
+            "billing_renewal_attempts_total": "outcome",
+            "billing_renewal_subscriptions_total": "status",
+        }
+        values: dict[str, float] = {}
+        for (name, labels), value in samples.items():
+            if name in wanted:
+                values[f"{name}:{dict(labels)[wanted[name]]}"] = value
+            elif name in (
+                "billing_renewals_succeeded_total",
+                "billing_renewal_lag_seconds_count",
+                "billing_renewal_lag_seconds_sum",
+            ):
+                values[name] = value
+        return values
+
+    def moved(before: dict, after: dict) -> dict[str, float]:
+        return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+
+    async def due(now: datetime) -> dict[str, float]:
+        families = await StateCollector(
+            billing.resources.engine, now=now, renewal_lead_seconds=lead
+        ).families()
+        return {
+            f"{sample.name}:{sample.labels.get('state', '')}": sample.value
+            for family in families
+            if family.name.startswith("billing_renewals_due")
+            for sample in family.samples
+        }
+
+    async def subscriber_ending(end: datetime) -> Subscriber:
+        sub = await Subscriber.start(billing)
+        async with billing.resources.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "UPDATE subscriptions SET current_period_start = :start,"
+                    " current_period_end = :end WHERE id = :s"
+                ),
+                {"start": end - 30 * DAY, "end": end, "s": sub.id},
+            )
+        sub.end = end
+        return sub
+
+    # Each step works at an earlier instant than the last, so a subscription renewed by one step
+    # is never due in the next.
+    # pay_api unreachable: an `error` attempt, and the subscription still waits (due).
+    down = await subscriber_ending(datetime.fromisoformat("2003-01-01T00:00:00+00:00"))
+    billing.fake.mode = "down"
+    before = await counters()
+    await work(billing, down.end - timedelta(minutes=30))
+    assert moved(before, await counters()) == {"billing_renewal_attempts_total:error": 1}
+    assert (await due(down.end - timedelta(minutes=30)))["billing_renewals_due:waiting"] == 1
+    billing.fake.mode = "ok"
+
+    # Renewed 2 hours after its end (lag 7200 s), then one renewed before its end (lag 0).
+    late = await subscriber_ending(datetime.fromisoformat("2002-06-01T00:00:00+00:00"))
+    state = await due(late.end + timedelta(hours=2))
+    assert state["billing_renewals_due:waiting"] == 1
+    assert state["billing_renewals_due_oldest_seconds:"] == lead + 7200
+    before = await counters()
+    await work(billing, late.end + timedelta(hours=2))
+    assert (await due(late.end + timedelta(hours=2)))["billing_renewals_due:waiting"] == 0
+    on_time = await subscriber_ending(datetime.fromisoformat("2002-01-01T00:00:00+00:00"))
+    await work(billing, on_time.end - timedelta(minutes=30))
+    assert (await sub_status(late), await sub_status(on_time)) == ("active", "active")
+    assert moved(before, await counters()) == {
+        "billing_renewal_attempts_total:succeeded": 2,
+        "billing_renewals_succeeded_total": 2,
+        "billing_renewal_lag_seconds_count": 2,
+        "billing_renewal_lag_seconds_sum": 7200,
+    }
+
+    # A renewal declined: past_due, one `declined` attempt; its grace runs out: expired.
+    declined = await subscriber_ending(datetime.fromisoformat("2000-01-01T00:00:00+00:00"))
+    assert (await due(declined.end - 2 * timedelta(seconds=lead)))[
+        "billing_renewals_due:waiting"
+    ] == 0
+    at = declined.end - timedelta(minutes=30)
+    state = await due(at)
+    assert state["billing_renewals_due:waiting"] == 1
+    assert state["billing_renewals_due_oldest_seconds:"] == lead - 1800
+    billing.fake.renewal_default = "card_declined"
+    before = await counters()
+    await work(billing, at)
+    assert await sub_status(declined) == "past_due"
+    assert moved(before, await counters()) == {
+        "billing_renewal_attempts_total:declined": 1,
+        "billing_renewal_subscriptions_total:past_due": 1,
+    }
+    assert await due(at) == {
+        "billing_renewals_due:waiting": 0,
+        "billing_renewals_due:past_due": state["billing_renewals_due:past_due"] + 1,
+        "billing_renewals_due_oldest_seconds:": 0,
+    }
+    before = await counters()
+    await work(billing, declined.end + 8 * DAY)  # past grace: canceled at pay_api, ended
+    assert await sub_status(declined) == "expired"
+    assert moved(before, await counters()) == {"billing_renewal_subscriptions_total:expired": 1}
+
+
+async def sub_status(sub: Subscriber) -> str:
+    return (await sub.row())["status"]

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
+from billing import clock
 from billing.metrics import StateCollector, exposition
 
 logger = logging.getLogger(__name__)
@@ -76,5 +77,10 @@ async def ready(request: Request) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics (not served through nginx)")
 async def metrics(request: Request) -> Response:
-    state = await StateCollector(request.app.state.resources.engine).families()
+    resources = request.app.state.resources
+    state = await StateCollector(
+        resources.engine,
+        now=clock.now(),
+        renewal_lead_seconds=resources.settings.renewal_lead_seconds,
+    ).families()
     return Response(exposition(state), media_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,23 @@
   `cache / (cache + database)`. Batch checks are not counted here.
 * State of the system, read from the database when scraped (`StateCollector`): payments by
   status, open payments past their deadline, the reconciler's queue, the outbox's backlog and
-  age. Every copy answers the same figures: aggregate with `max`, not `sum`.
+  age, and the renewals due but not renewed (`billing_renewals_due{state}`: `waiting` = active
+  subscriptions whose renewal fell due — period end minus BILLING_RENEWAL_LEAD_SECONDS — and that
+  are not renewed yet, `past_due` = in dunning; `billing_renewals_due_oldest_seconds`: how long
+  the longest-waiting one has been due). Every copy answers the same figures: aggregate with
+  `max`, not `sum`.
+* Renewals, counted where they happen (the worker's charges on its own endpoint; a success or an
+  end applied by the API — a pay_api event, an emailed link — on the API's), so sum them over
+  every job: `billing_renewal_attempts_total{outcome}` — one per off-session charge the worker
+  sent, by what came of it: `succeeded`, `declined` (soft: retried on the schedule),
+  `hard_decline` (not retried; also no saved card), `authentication_required`, `in_flight`
+  (processing or unknown: the reconciler settles it), `closed` (the payment had ended), `error`
+  (pay_api unreachable or refusing: the same attempt is sent again);
+  `billing_renewals_succeeded_total` (a renewal payment extended its subscription, by whatever
+  path); `billing_renewal_subscriptions_total{status}` — subscriptions entering `past_due`
+  (a decline, or a period that ended unrenewed), `suspended` or `expired` through dunning;
+  `billing_renewal_lag_seconds` — from the old period's end to the renewal's success (0 when
+  renewed before the end, as the lead time intends).
 
 With several processes (uvicorn --workers), PROMETHEUS_MULTIPROC_DIR must name an empty folder
 shared by them; `/metrics` then sums every process's samples (prometheus-client's multiprocess
@@ -25,6 +41,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import (
@@ -54,6 +71,27 @@ ACCESS_CHECKS = Counter(
     "billing_access_checks_total",
     "Access decisions answered, by where they came from (cache|database) and the answer.",
     ["source", "allowed"],
+)
+
+RENEWAL_ATTEMPTS = Counter(
+    "billing_renewal_attempts_total",
+    "Off-session renewal charges the worker sent, by outcome (succeeded, declined, hard_decline, "
+    "authentication_required, in_flight, closed, error).",
+    ["outcome"],
+)
+RENEWALS_SUCCEEDED = Counter(
+    "billing_renewals_succeeded_total",
+    "Renewal payments that extended their subscription (any path: worker, event, link).",
+)
+RENEWAL_SUBSCRIPTIONS = Counter(
+    "billing_renewal_subscriptions_total",
+    "Subscriptions moved by dunning, by the status they entered (past_due, suspended, expired).",
+    ["status"],
+)
+RENEWAL_LAG_SECONDS = Histogram(
+    "billing_renewal_lag_seconds",
+    "From the old period's end to the renewal's success (0: renewed before the end).",
+    buckets=(0, 60, 300, 900, 3600, 6 * 3600, 86400, 2 * 86400, 3 * 86400, 5 * 86400, 7 * 86400),
 )
 
 # Routes whose 200 answers are access decisions.
@@ -134,8 +172,17 @@ class AccessCheckMetrics:
 class StateCollector:
     """The system's state, read from billing's database at scrape time (one short transaction)."""
 
-    def __init__(self, engine: AsyncEngine, *, timeout_ms: int = 2000) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        now: datetime,
+        renewal_lead_seconds: float,
+        timeout_ms: int = 2000,
+    ) -> None:
         self.engine = engine
+        self.now = now  # billing's clock (billing.clock): a test stack's may be moved forward
+        self.renewal_lead = timedelta(seconds=renewal_lead_seconds)
         self.timeout_ms = timeout_ms
 
     async def families(self) -> list[GaugeMetricFamily]:
@@ -185,6 +232,18 @@ class StateCollector:
                     )
                 )
             ).one()
+            renewals = (
+                await connection.execute(
+                    text(
+                        "SELECT count(*) FILTER (WHERE status = 'active'),"
+                        " count(*) FILTER (WHERE status = 'past_due'),"
+                        " min(current_period_end) FILTER (WHERE status = 'active')"
+                        " FROM subscriptions WHERE auto_renew"
+                        " AND status IN ('active', 'past_due') AND current_period_end <= :due"
+                    ),
+                    {"due": self.now + self.renewal_lead},
+                )
+            ).one()
             await connection.rollback()
 
         payments = GaugeMetricFamily(
@@ -217,7 +276,21 @@ class StateCollector:
             "billing_outbox_oldest_age_seconds", "Age of the oldest undelivered outbox message."
         )
         age.add_metric([], float(outbox[1]))
-        return [payments, past_deadline, queue, queue_age, backlog, age]
+        due = GaugeMetricFamily(
+            "billing_renewals_due",
+            "Subscriptions whose renewal is due and not paid: waiting (active, due since period "
+            "end - lead) or past_due (dunning).",
+            labels=["state"],
+        )
+        due.add_metric(["waiting"], renewals[0])
+        due.add_metric(["past_due"], renewals[1])
+        oldest = GaugeMetricFamily(
+            "billing_renewals_due_oldest_seconds",
+            "How long the longest-waiting active subscription's renewal has been due.",
+        )
+        waiting_since = renewals[2] - self.renewal_lead if renewals[2] is not None else self.now
+        oldest.add_metric([], max(0.0, (self.now - waiting_since).total_seconds()))
+        return [payments, past_deadline, queue, queue_age, backlog, age, due, oldest]
 
 
 class _Families:

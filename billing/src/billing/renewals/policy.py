@@ -24,6 +24,17 @@ class Outcome(StrEnum):
     CLOSED = "closed"  # the payment ended unpaid (canceled/failed/expired)
 
 
+# How an attempt's outcome reads in `billing_renewal_attempts_total{outcome}` (billing.metrics).
+OUTCOME_LABELS = {
+    Outcome.PAID: "succeeded",
+    Outcome.IN_FLIGHT: "in_flight",
+    Outcome.AUTHENTICATION: "authentication_required",
+    Outcome.HARD_DECLINE: "hard_decline",
+    Outcome.SOFT_DECLINE: "declined",
+    Outcome.CLOSED: "closed",
+}
+
+
 @dataclass(frozen=True)
 class RenewalPolicy:
     lead: timedelta

@@ -21,13 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
+from billing.metrics import RENEWAL_ATTEMPTS, RENEWAL_SUBSCRIPTIONS
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
 from billing.payments.service import lock_payment, lock_subscription
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.renewals import transitions
-from billing.renewals.policy import NO_SAVED_CARD, Outcome, RenewalPolicy
+from billing.renewals.policy import NO_SAVED_CARD, OUTCOME_LABELS, Outcome, RenewalPolicy
 from billing.renewals.pricing import renewal_amount
 from billing.renewals.rate import STRIPE_REQUESTS_PER_CHARGE, StripeRate
 from billing.resources import Resources
@@ -185,6 +186,7 @@ async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> 
             payment.next_charge_at = now + _backoff(settings, payment)
             payment.check_attempts += 1
             await commit(session, resources.access_cache)
+            RENEWAL_ATTEMPTS.labels("error").inc()
             return
         payment.charge_attempts = attempt
         payment.check_attempts = 0
@@ -215,6 +217,7 @@ async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> 
             extra={"payment_id": str(payment_id), "attempt": attempt, "outcome": outcome},
         )
         await commit(session, resources.access_cache)
+    RENEWAL_ATTEMPTS.labels(OUTCOME_LABELS[outcome]).inc()
 
 
 def _backoff(settings, payment: Payment) -> timedelta:
@@ -235,6 +238,7 @@ async def move_at_period_end(resources: Resources, now: datetime) -> int:
             grace_until = policy.grace_until(subscription.current_period_end)
             if state.enter_grace(subscription, grace_until=grace_until, now=now):
                 note_access_change(session, subscription.user_id, "period ended unrenewed: grace")
+                RENEWAL_SUBSCRIPTIONS.labels("past_due").inc()
                 moved += 1
         out_of_grace = await _lock_batch(
             session,
@@ -246,6 +250,8 @@ async def move_at_period_end(resources: Resources, now: datetime) -> int:
             renewal = await session.scalar(select(Payment).where(*_current_renewal(subscription)))
             if renewal is not None and renewal.status in ("processing", "unknown"):
                 changed = state.suspend(subscription, now=now)
+                if changed:
+                    RENEWAL_SUBSCRIPTIONS.labels("suspended").inc()
             elif renewal is not None and renewal.status in OPEN_PAYMENT_STATUSES:
                 continue  # expire_payments cancels it at Stripe; its answer ends this
             else:

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
+from billing.metrics import RENEWAL_LAG_SECONDS, RENEWAL_SUBSCRIPTIONS, RENEWALS_SUCCEEDED
 from billing.notifications import emails
 from billing.notifications.links import link_url
 from billing.outbox import note_access_change
@@ -85,6 +86,8 @@ async def on_paid(
         state.flag(subscription, f"renewal {payment.id} paid while {subscription.status}", now=now)
         return
     note_access_change(session, subscription.user_id, "subscription renewed")
+    RENEWALS_SUCCEEDED.inc()
+    RENEWAL_LAG_SECONDS.observe(max(0.0, (now - payment.period_start).total_seconds()))
     await queue_receipt(session, settings, subscription, payment)
 
 
@@ -121,8 +124,11 @@ async def end(
     reason: str,
 ) -> bool:
     """Expire the subscription now (no access, no renewal), and tell the user."""
+    in_dunning = subscription.status in ("past_due", "suspended")
     if not state.expire(subscription, now=now):
         return False
+    if in_dunning:
+        RENEWAL_SUBSCRIPTIONS.labels("expired").inc()
     note_access_change(session, subscription.user_id, "subscription ended")
     emails.queue(
         session,
@@ -154,6 +160,7 @@ async def after_attempt(
     grace_until = policy.grace_until(payment.period_start)
     if state.enter_grace(subscription, grace_until=grace_until, now=now):
         note_access_change(session, subscription.user_id, "renewal declined: grace")
+        RENEWAL_SUBSCRIPTIONS.labels("past_due").inc()
     state.record_decline(subscription, code=failure_code, message=failure_message, now=now)
     if subscription.status != "past_due":
         return  # canceled meanwhile: nothing more to ask of the user
