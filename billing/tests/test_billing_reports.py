@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -41,7 +42,7 @@ async def _insert(conn, table: str, **values) -> None:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def known(resources) -> Known:
+async def known(resources) -> AsyncIterator[Known]:
     """Seven customers (A–G) whose March 2020 is written straight into billing's tables:
     A monthly 10.00 USD, keeps it; B 7-day 7.00 USD, 3.00 refunded, expires on the 10th;
     C monthly, refunded in full on the 6th (ended); D declined, never paid; E monthly, 2.00
@@ -163,7 +164,14 @@ async def known(resources) -> Known:
                 status="confirmed", duration="once", percent_off=10,
                 created_at=at(2 if who == "A" else 8),
             )  # fmt: skip
-    return k
+    yield k
+    # The plans cover every film: left active, they would make "free" films covered for the
+    # tests of other modules that run after this one.
+    async with resources.engine.begin() as conn:
+        await conn.execute(
+            text("UPDATE plans SET active = false WHERE id = ANY(:ids)"),
+            {"ids": list(k.plans.values())},
+        )
 
 
 async def _summary(billing, **params):
