@@ -58,8 +58,12 @@ async def main(once: bool) -> None:
                 logger.info("worker pass", extra={"done": done})
             if once or stop.is_set():
                 break
-            if any(count >= settings.worker_batch_size for count in done.values()):
-                continue  # a job took a full batch: more is waiting, no pause
+            if any(count > 0 for count in done.values()):
+                # Work was found: the next pass starts at once, with a fresh `now` (a renewal
+                # another worker wrote during this pass is due by then). Every job moves the rows
+                # it handled on (done, or scheduled later), so this never spins on one row; the
+                # pause is for a worker that found nothing.
+                continue
             try:
                 await asyncio.wait_for(stop.wait(), timeout=settings.worker_interval_seconds)
             except TimeoutError:
