@@ -1,16 +1,21 @@
 """Client of pay_api's internal API (docs/contracts.md), the only way billing reaches Stripe.
 
 Every call carries a fresh service token (iss=billing, aud=pay_api) and the current request id.
-httpx errors are mapped here: `PayApiUnavailable` when the call may not have reached pay_api or its
-answer is unknown (connect error, timeout, 5xx), `PayApiRejected` for a 4xx answer.
+Transport errors are mapped here: `PayApiUnavailable` when the call may not have reached pay_api
+or its answer is unknown (connect error, timeout, 5xx), `PayApiRejected` for a 4xx answer.
+
+The transport is aiohttp (one session per process, keep-alive connections): the worker makes two
+calls per renewal, and httpx's asynchronous client cost 1.3 ms of CPU a call where aiohttp costs
+0.16 ms (bench/renewals.py measures the whole renewal; bench/README.md).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-import httpx
+import aiohttp
 
 from billing.auth import mint_service_token
 from billing.log import request_id_var
@@ -44,13 +49,22 @@ class PayApiClient:
         self, *, base_url: str, secret: str, connect_timeout: float, timeout: float
     ) -> None:
         self._secret = secret
-        self._http = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"),
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+        self._base_url = base_url.rstrip("/")
+        # connect: getting a connection (from the pool, or a new one); sock_read: each wait for
+        # pay_api's answer, as httpx's read timeout was.
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=timeout
         )
+        self._session: aiohttp.ClientSession | None = None  # made in the running loop
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self._session
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()
 
     async def register_payment(
         self,
@@ -137,27 +151,31 @@ class PayApiClient:
         if request_id:
             headers["X-Request-ID"] = request_id
         try:
-            response = await self._http.request(method, path, headers=headers, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            async with self._http().request(
+                method, self._base_url + path, headers=headers, **kwargs
+            ) as response:
+                status, text = response.status, await response.text()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            # Never sent: no connection to pay_api (refused, unreachable, or none in time).
             logger.warning("pay_api unreachable", extra={"path": path, "error": repr(exc)})
             raise PayApiUnavailable(repr(exc), maybe_applied=False) from exc
-        except httpx.HTTPError as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             logger.warning("pay_api answer lost", extra={"path": path, "error": repr(exc)})
             raise PayApiUnavailable(repr(exc), maybe_applied=True) from exc
-        if response.status_code >= 500:
-            logger.warning("pay_api failed", extra={"path": path, "status": response.status_code})
-            raise PayApiUnavailable(f"pay_api answered {response.status_code}", maybe_applied=True)
+        if status >= 500:
+            logger.warning("pay_api failed", extra={"path": path, "status": status})
+            raise PayApiUnavailable(f"pay_api answered {status}", maybe_applied=True)
         try:
-            data = response.json()
+            data = json.loads(text)
         except ValueError:
             data = {}
-        if response.status_code >= 400:
+        if status >= 400:
             if not isinstance(data, dict):
                 data = {}
             raise PayApiRejected(
-                response.status_code,
+                status,
                 str(data.get("code", "error")),
-                str(data.get("message", response.text[:200])),
+                str(data.get("message", text[:200])),
             )
         if not isinstance(data, dict):
             raise PayApiUnavailable("pay_api answered a non-object", maybe_applied=True)
