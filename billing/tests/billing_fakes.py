@@ -48,6 +48,8 @@ class FakePayApi:
     # "no_saved_card"); `renewal_default` for payments not named. The attempts pay_api confirmed.
     renewal_default: str = "succeeded"
     renewal_outcomes: dict[str, str] = field(default_factory=dict)
+    # The attempt is made (the card charged or declined), but its answer never reaches billing.
+    lose_renewal_answers: bool = False
     confirmed_attempts: dict[str, list[int]] = field(default_factory=dict)
 
     def calls_to(self, method: str, path: str) -> list[Call]:
@@ -152,6 +154,8 @@ class FakePayApi:
                 payment.update(
                     status="pending", failure_code=outcome, failure_message=f"Declined: {outcome}."
                 )
+        if self.lose_renewal_answers:
+            return JSONResponse({"code": "unavailable", "message": "lost"}, status_code=503)
         return JSONResponse(self._payment_view(payment))
 
     async def _create_refund(self, request: Request) -> JSONResponse:

@@ -130,6 +130,23 @@ async def test_a_renewal_is_charged_once_and_extends_from_the_old_end(billing):
     # The user sees the renewal among their payments.
     mine = await billing.payment(sub.user, str(renewal["id"]))
     assert mine["status"] == "succeeded" and mine["amount"] == 999
+    # An auditor's list names each payment's kind and the period it paid (the chaos run counts
+    # renewals and double renewals from it).
+    listed = await billing.client.get(
+        f"/internal/v1/users/{sub.user}/payments", headers=as_service("admin")
+    )
+    paid_periods = {
+        (
+            p["kind"],
+            datetime.fromisoformat(p["period_start"]),
+            datetime.fromisoformat(p["period_end"]),
+        )
+        for p in listed.json()["items"]
+    }
+    assert paid_periods == {
+        ("first", sub.end - 30 * DAY, sub.end),
+        ("renewal", sub.end, sub.end + 30 * DAY),
+    }
 
 
 async def test_two_workers_racing_write_one_renewal_and_charge_it_once(billing):
@@ -307,8 +324,16 @@ async def test_cancel_at_period_end_then_resume_then_cancel_for_good(billing):
     assert renewal["next_charge_at"] is None
     await work(billing, sub.end + DAY + timedelta(seconds=1))
     assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
-    assert (await sub.row())["status"] == "expired"
     assert (await sub.access(sub.end + DAY))["allowed"] is False
+    assert (await sub.row())["status"] == "canceled"
+    # The period is over: its open renewal is closed at pay_api first (the next pass), then the
+    # subscription ends — its grace unused, as the user canceled.
+    await work(billing, sub.end + DAY + timedelta(seconds=2))
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "expired"
+    assert billing.fake.calls_to("POST", f"/internal/v1/payments/{renewal['id']}/cancel")
+    assert (await sub.row())["status"] == "expired"
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
 
     # Resuming an ended subscription is refused and changes nothing.
     before = await billing.table_counts()
@@ -359,6 +384,38 @@ async def test_a_renewal_charged_while_the_user_cancels_is_honored_once(billing)
     assert row["status"] == "canceled" and row["current_period_end"] == sub.end + 30 * DAY
     assert await sub.ledger_charges() == 2
     await work(billing, sub.end + 30 * DAY - timedelta(minutes=30))
+    assert len(await sub.renewals()) == 1
+
+
+async def test_a_period_that_ends_while_its_renewal_may_be_charged_waits_for_the_answer(billing):
+    """Found by the chaos run: the renewal's charge went out and its answer was lost, the user
+    canceled, and the period ended before anyone knew the card was charged. The subscription is
+    not ended while money may be moving: the renewal is closed at pay_api at once, and its answer
+    decides — charged, so the paid period is the user's (never a charge for an ended one)."""
+    sub = await Subscriber.start(billing, refund_window_days=0)
+    billing.fake.lose_renewal_answers = True  # pay_api charges the card; billing never hears
+    await work(billing, sub.end - timedelta(minutes=30))
+    billing.fake.lose_renewal_answers = False
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "created"
+    assert billing.fake.payments[str(renewal["id"])]["status"] == "succeeded"
+    assert (await sub.post("cancel")).json()["action"] == "canceled"
+
+    await work(billing, sub.end + timedelta(seconds=1))  # the period is over
+    row = await sub.row()
+    assert row["status"] == "canceled" and not row["needs_attention"]
+    assert (await sub.access(sub.end + timedelta(seconds=1)))["allowed"] is False
+    await work(billing, sub.end + timedelta(seconds=2))  # closed at pay_api: it was charged
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "succeeded"
+    assert billing.fake.calls_to("POST", f"/internal/v1/payments/{renewal['id']}/cancel")
+    row = await sub.row()
+    assert row["status"] == "canceled" and row["current_period_end"] == sub.end + 30 * DAY
+    assert not row["needs_attention"]
+    assert await sub.ledger_charges() == 2
+    assert (await sub.access(sub.end + DAY))["allowed"] is True
+    await work(billing, sub.end + 30 * DAY + timedelta(seconds=1))
+    assert (await sub.row())["status"] == "expired"
     assert len(await sub.renewals()) == 1
 
 

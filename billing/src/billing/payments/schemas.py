@@ -60,6 +60,10 @@ class LedgerEntryOut(BaseModel):
 
 class AdminPaymentOut(PaymentOut):
     user_id: uuid.UUID
+    kind: str  # first | renewal
+    # The paid period (a first payment's once it succeeded; a renewal's from when it is written).
+    period_start: datetime | None
+    period_end: datetime | None
     stripe_payment_intent_id: str | None
     expires_at: datetime
     succeeded_at: datetime | None

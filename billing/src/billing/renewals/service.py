@@ -279,6 +279,40 @@ async def open_renewal(session: AsyncSession, subscription: Subscription) -> Pay
     )
 
 
+async def still_renewing(
+    session: AsyncSession, subscription: Subscription, *, now: datetime
+) -> bool:
+    """Whether a subscription whose period ended unrenewed (canceled, or not renewing) must wait
+    before it ends: its renewal payment of that period is still open, and money may be moving (an
+    attempt whose answer was lost, a charge still processing) — if it was taken, the paid period
+    is the user's (`transitions.on_paid`: extend_canceled), never a charge for an ended
+    subscription. The open renewal is closed at Stripe now: its deadline becomes now, so
+    `expire_payments` cancels it at pay_api, and pay_api's answer decides (charged: the period
+    is extended; closed unpaid: the subscription ends at the next pass)."""
+    renewal_id = await session.scalar(
+        select(Payment.id).where(
+            Payment.subscription_id == subscription.id,
+            Payment.kind == "renewal",
+            Payment.period_start == subscription.current_period_end,
+            Payment.status.in_(OPEN_PAYMENT_STATUSES),
+        )
+    )
+    if renewal_id is None:
+        return False
+    # SKIP LOCKED: a renewal being charged right now holds its row (and then locks the
+    # subscription this transaction holds): wait for the next pass instead of a deadlock.
+    renewal = await session.scalar(
+        select(Payment)
+        .where(Payment.id == renewal_id, Payment.status.in_(OPEN_PAYMENT_STATUSES))
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    if renewal is not None:
+        renewal.next_charge_at = None
+        renewal.expires_at = min(renewal.expires_at, now)
+    return True
+
+
 async def pause(session: AsyncSession, subscription: Subscription) -> None:
     """Canceled at period end: no automatic attempt any more (the payment stays until its grace
     deadline, so a resume can use it; only the user's own link could still pay it)."""

@@ -170,7 +170,8 @@ async def expire_ended(
     session: AsyncSession, *where, now: datetime, limit: int | None = None, skip_locked=False
 ) -> int:
     """Paid periods that ended (among the subscriptions matching `where`): `expired`, and the
-    users' cached access decisions dropped through the outbox. Flushed, not committed."""
+    users' cached access decisions dropped through the outbox — unless the period's renewal is
+    still open (`renewals.still_renewing`: closed at Stripe first). Flushed, not committed."""
     ended = await session.scalars(
         select(Subscription)
         .where(
@@ -189,7 +190,9 @@ async def expire_ended(
         .execution_options(populate_existing=True)
     )
     count = 0
-    for subscription in ended:
+    for subscription in list(ended):
+        if await renewals.still_renewing(session, subscription, now=now):
+            continue  # ends once its open renewal has (charged: the paid period is theirs)
         if state.expire(subscription, now=now):
             note_access_change(session, subscription.user_id, "subscription expired")
             count += 1
