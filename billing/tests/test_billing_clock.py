@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import pytest_asyncio
-from billing.clock import CLOCK, OFFSET_KEY
+from billing.clock import CLOCK, OFFSET_KEY, note_worker_pass
 from billing.main import create_app
 from billing.worker.jobs import run_once
 from conftest import REDIS_PREFIX, as_service, as_user, make_settings
@@ -138,3 +138,29 @@ async def test_access_and_the_worker_follow_the_moved_clock(clock_app, billing):
     assert start == first_end
     allowed = await access()
     assert allowed["allowed"] is True and allowed["reason"] == "subscription"
+
+
+async def test_the_clock_says_until_when_the_workers_have_caught_up(clock_app):
+    app, client = clock_app
+    resources = app.state.resources
+
+    async def caught_up() -> datetime | None:
+        answer = await client.get("/internal/v1/clock", headers=as_service("tests"))
+        assert answer.status_code == 200, answer.text
+        value = answer.json()["workers_caught_up_to"]
+        return None if value is None else datetime.fromisoformat(value)
+
+    assert await caught_up() is None  # no pass yet
+    moved = await client.post(
+        "/internal/v1/clock/advance", json={"seconds": 3 * 86400}, headers=as_service("tests")
+    )
+    moved_to = datetime.fromisoformat(moved.json()["now"])
+    assert moved.json()["workers_caught_up_to"] is None
+    await run_once(resources)  # a pass of the stack's time: it began after the move
+    after_pass = await caught_up()
+    assert after_pass is not None and after_pass >= moved_to
+    # Another worker finishing a pass it began earlier does not move it back.
+    await note_worker_pass(
+        resources.redis, CLOCK_PREFIX, worker="another:1", began=moved_to - timedelta(days=1)
+    )
+    assert await caught_up() == after_pass

@@ -8,6 +8,11 @@ concurrent moves add up and nothing moves it back), and every process of the sta
 worker copies) reads it before each request and each worker pass (`sync`). Access decisions
 compare the periods held in memory with this clock at each check, so a move needs no invalidation.
 
+A test that moved the clock often needs to know when the worker has acted on the new time: each
+worker pass, when it is over, records the time it began (`note_worker_pass`, per worker, only ever
+later), and `workers_caught_up_to` answers the latest — everything due by then has been taken up
+(by that worker, or leased by another).
+
 `wall_now()` is the real time, for the few stamps compared with another service's real clock
 (pay_api's `occurred_at` of an event, see payments/service.py) — never for a billing decision.
 """
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OFFSET_KEY = "clock:offset"
+WORKER_PASSES_KEY = "clock:worker_passes"  # sorted set: worker -> when its last pass began
 
 
 class Clock:
@@ -74,6 +80,24 @@ CLOCK = Clock()
 def now() -> datetime:
     """Billing's current time (UTC, aware)."""
     return CLOCK.now()
+
+
+async def note_worker_pass(redis: Redis, prefix: str, *, worker: str, began: datetime) -> None:
+    """A pass of `worker` that began at `began` (billing's time) is over (test clock only)."""
+    try:
+        await redis.zadd(prefix + WORKER_PASSES_KEY, {worker: began.timestamp()}, gt=True)
+    except RedisError:
+        logger.warning("test clock: the worker's pass not recorded")
+
+
+async def workers_caught_up_to(redis: Redis, prefix: str) -> datetime | None:
+    """When the latest finished worker pass began (any worker); None before the first."""
+    try:
+        latest = await redis.zrevrange(prefix + WORKER_PASSES_KEY, 0, 0, withscores=True)
+    except RedisError:
+        logger.warning("test clock: the workers' passes not readable")
+        return None
+    return datetime.fromtimestamp(latest[0][1], UTC) if latest else None
 
 
 def wall_now() -> datetime:

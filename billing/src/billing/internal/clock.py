@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from billing.clock import CLOCK
+from billing.clock import CLOCK, workers_caught_up_to
 from billing.errors import ClockBackwards, ClockOff
 
 router = APIRouter(prefix="/internal/v1/clock", tags=["internal: test clock"])
@@ -33,6 +33,9 @@ class AdvanceIn(BaseModel):
 class ClockOut(BaseModel):
     now: datetime
     offset_seconds: float
+    # When the latest finished worker pass began (null before the first): everything due by then
+    # has been taken up. A test that moved the clock waits for this to pass the new time.
+    workers_caught_up_to: datetime | None
 
 
 def _movable(request: Request):
@@ -46,8 +49,7 @@ def _movable(request: Request):
 
 @router.get("", response_model=ClockOut, summary="The test clock's time (test stacks only)")
 async def read(request: Request) -> ClockOut:
-    _movable(request)
-    return ClockOut(now=CLOCK.now(), offset_seconds=CLOCK.offset_seconds)
+    return await _answer(_movable(request))
 
 
 @router.post(
@@ -63,4 +65,11 @@ async def advance(body: AdvanceIn, request: Request) -> ClockOut:
     # Nothing to invalidate: access decisions compare the periods held in memory with the clock
     # at each check (billing.access.entitlements).
     await CLOCK.advance(resources.redis, resources.settings.redis_prefix, seconds)
-    return ClockOut(now=CLOCK.now(), offset_seconds=CLOCK.offset_seconds)
+    return await _answer(resources)
+
+
+async def _answer(resources) -> ClockOut:
+    caught_up = await workers_caught_up_to(resources.redis, resources.settings.redis_prefix)
+    return ClockOut(
+        now=CLOCK.now(), offset_seconds=CLOCK.offset_seconds, workers_caught_up_to=caught_up
+    )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import smtplib
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.clock import CLOCK, wall_now
+from billing.clock import CLOCK, note_worker_pass, wall_now
 from billing.db import utcnow
 from billing.notifications import smtp
 from billing.outbox import (
@@ -47,6 +49,8 @@ from billing.settlement.registration import register
 from billing.subscriptions.service import expire_ended
 
 logger = logging.getLogger(__name__)
+
+WORKER_NAME = f"{socket.gethostname()}:{os.getpid()}"  # this worker, to the test clock
 
 
 async def claim_batch(
@@ -432,4 +436,8 @@ async def run_once(resources: Resources, *, now: datetime | None = None) -> dict
         except Exception:
             logger.exception("worker job failed", extra={"job": name})
             done[name] = -1
+    if resources.settings.movable_clock:
+        await note_worker_pass(
+            resources.redis, resources.settings.redis_prefix, worker=WORKER_NAME, began=now
+        )
     return done
