@@ -8,7 +8,8 @@ nothing leaves the machine. Each message is kept as `<n>.eml` (the bytes receive
 `make mail`, or over HTTP (127.0.0.1 only):
 
     GET /health                      {"status": "ok"}
-    GET /messages[?to=<address>]     {"items": [message, ...]}  oldest first
+    GET /messages[?to=<address>][&after=<n>]
+                                     {"items": [message, ...]}  oldest first (numbered above n)
     GET /messages/<n>                one message: {id, received_at, from, to, subject, text}
 
 The tests read the real emails through this API and follow their links.
@@ -55,9 +56,12 @@ class Mailbox:
         (self.directory / f"{self.count}.json").write_text(json.dumps(record, indent=1))
         return record
 
-    def messages(self, to: str | None = None) -> list[dict]:
+    def messages(self, to: str | None = None, after: int = 0) -> list[dict]:
+        """Oldest first; only those numbered above `after` (a reader that polls reads only what
+        is new)."""
         records = [
-            json.loads((self.directory / f"{n}.json").read_text()) for n in range(1, self.count + 1)
+            json.loads((self.directory / f"{n}.json").read_text())
+            for n in range(max(after, 0) + 1, self.count + 1)
         ]
         if to:
             records = [r for r in records if to.lower() in (a.lower() for a in r["to"])]
@@ -80,7 +84,13 @@ def http_app(mailbox: Mailbox) -> web.Application:
         return web.json_response({"status": "ok"})
 
     async def messages(request: web.Request) -> web.Response:
-        return web.json_response({"items": mailbox.messages(request.query.get("to"))})
+        try:
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            return web.json_response(
+                {"code": "validation_error", "message": "after: a message number."}, status=422
+            )
+        return web.json_response({"items": mailbox.messages(request.query.get("to"), after)})
 
     async def one(request: web.Request) -> web.Response:
         try:
@@ -91,7 +101,7 @@ def http_app(mailbox: Mailbox) -> web.Application:
             return web.json_response(
                 {"code": "not_found", "message": "No such message."}, status=404
             )
-        return web.json_response(mailbox.messages()[number - 1])
+        return web.json_response(mailbox.messages(after=number - 1)[0])
 
     app = web.Application()
     app.router.add_get("/health", health)

@@ -127,9 +127,9 @@ class MailServer:
                 await asyncio.sleep(0.05)
         raise AssertionError("the mail server did not start")
 
-    async def messages(self, to: str) -> list[dict]:
+    async def messages(self, to: str, after: int = 0) -> list[dict]:
         async with httpx.AsyncClient() as client:
-            answer = await client.get(f"{self.url}/messages", params={"to": to})
+            answer = await client.get(f"{self.url}/messages", params={"to": to, "after": after})
         assert answer.status_code == 200, answer.text
         return answer.json()["items"]
 

@@ -65,6 +65,25 @@ async def test_a_queued_email_reaches_the_mail_server_once(resources, mail_serve
     assert str(payment_id) in message["text"]
 
 
+async def test_a_reader_that_polls_gets_only_the_messages_after_the_last_it_saw(
+    resources, mail_server
+):
+    user_id = uuid.uuid4()
+    about = _about(resources, user_id)
+    await _queue(
+        resources, emails.subscription_ended(about, ended_at=datetime.now(UTC), reason="1")
+    )
+    assert await send_emails(resources, datetime.now(UTC)) >= 1
+    (first,) = await mail_server.messages(f"{user_id}@users.cinema.local")
+    await _queue(
+        resources, emails.subscription_ended(about, ended_at=datetime.now(UTC), reason="2")
+    )
+    assert await send_emails(resources, datetime.now(UTC)) >= 1
+    (second,) = await mail_server.messages(f"{user_id}@users.cinema.local", after=first["id"])
+    assert second["id"] > first["id"] and ": 2" in second["text"]
+    assert await mail_server.messages(f"{user_id}@users.cinema.local", after=second["id"]) == []
+
+
 async def test_smtp_down_keeps_the_email_until_it_is_up(resources, mail_server, database_url):
     user_id = uuid.uuid4()
     email = emails.subscription_ended(
