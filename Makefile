@@ -85,7 +85,7 @@ report: install ## integration tests, then the Allure report as one file: var/al
 chaos: install ## fault suite, then 200 users under seeded random faults; ends with the chaos: line
 	@scripts/stack.sh datastores
 	@scripts/ensure_chromium.sh
-	$(PYTEST) -q integration_tests/tests/test_faults.py
+	$(PYTEST) -q integration_tests/tests/test_faults.py integration_tests/tests/test_renewal_faults.py
 	@$(PY) scripts/chaos.py $(if $(SEED),--seed $(SEED)) $(if $(USERS),--users $(USERS))
 
 bench: install ## access-check benchmark against the running system (see bench/README.md)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 
 import allure
 import httpx
@@ -17,6 +18,7 @@ import pytest
 from integration_tests.clients import StackSettings
 from integration_tests.clients.stack import ROOT
 from integration_tests.faults.own_stack import own_stack, stack_env
+from integration_tests.faults.tools import Faults
 
 # IT_PORT_BASE / IT_NAME let two checkouts (or two people) run the suite side by side.
 TEST_STACK = stack_env(
@@ -66,6 +68,17 @@ def stack(request) -> StackSettings:
     if USE_RUNNING_STACK:
         return StackSettings.load()
     return request.getfixturevalue("_own_stack")[0]
+
+
+@pytest.fixture
+def faults(stack, fault_proxy, on_exchange) -> Iterator[Faults]:
+    """The fault tests' tools; every crash point disarmed, every proxy rule and the webhook
+    restored after each test."""
+    tools = Faults(stack, on_exchange=on_exchange)
+    yield tools
+    tools.disarm_all()
+    fault_proxy.clear()
+    tools.restore_webhooks()
 
 
 def attach_exchange(response: httpx.Response) -> None:

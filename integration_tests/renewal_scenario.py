@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any
-
-import httpx
 
 from .clients import (
     CARD_DECLINED_AT_CHARGE,
@@ -21,9 +20,9 @@ from .clients import (
     BillingClient,
     Mailbox,
     PaymentPage,
+    StackClock,
     StackSettings,
     links_in,
-    service_token,
 )
 from .scenario import COVERED_FILM_ID, DEMO_PLAN_ID, expect
 
@@ -163,27 +162,15 @@ class RenewalScenario:
         expect(subscription["status"] == "active", f"subscription is {subscription['status']}")
         return Subscriber(client, subscription)
 
-    def _clock(self) -> httpx.Client:
-        token = service_token(self.settings, "demo")
-        return httpx.Client(
-            base_url=self.settings.billing_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=15,
-        )
+    @cached_property
+    def _clock(self) -> StackClock:
+        return StackClock(self.settings, self.on_exchange)
 
     def _move_clock_to(self, moment: datetime) -> None:
-        with self._clock() as clock:
-            now = datetime.fromisoformat(clock.get("/internal/v1/clock").json()["now"])
-            if moment > now:
-                moved = clock.post("/internal/v1/clock/advance", json={"to": moment.isoformat()})
-                expect(moved.status_code == 200, f"the clock answered {moved.status_code}")
+        self._clock.move_to(moment)
 
     def _move_by(self, delta: timedelta) -> None:
-        with self._clock() as clock:
-            moved = clock.post(
-                "/internal/v1/clock/advance", json={"seconds": delta.total_seconds()}
-            )
-            expect(moved.status_code == 200, f"the clock answered {moved.status_code}")
+        self._clock.move_by(delta)
 
     def _mail(self) -> Mailbox:
         return Mailbox(self.settings, self.on_exchange)

@@ -3,6 +3,7 @@ manager do, spoken only over HTTP (no service code is imported). Used by the int
 by `make demo`."""
 
 from .billing import BillingClient, BillingInternalClient
+from .clock import StackClock
 from .mail import Mailbox, links_in
 from .payment_page import CARD_3DS, CARD_DECLINED_AT_CHARGE, CARD_OK, PaymentPage
 from .stack import StackSettings
@@ -16,6 +17,7 @@ __all__ = [
     "BillingInternalClient",
     "Mailbox",
     "PaymentPage",
+    "StackClock",
     "StackSettings",
     "links_in",
     "service_token",

@@ -38,14 +38,24 @@ def promo_code(settings: StackSettings, code: str, *options: str) -> str:
     return output.strip().rsplit(": ", 1)[-1]
 
 
-def plan(settings: StackSettings, plan_id: str, name: str, price_amount: int) -> None:
-    """A monthly plan covering every film (made as the admin's Django would), copied to billing."""
+def plan(
+    settings: StackSettings,
+    plan_id: str,
+    name: str,
+    price_amount: int,
+    *,
+    period_unit: str = "month",
+    refund_window_days: int = 14,
+) -> None:
+    """A plan of one `period_unit` covering every film (made as the admin's Django would),
+    copied to billing."""
     manage(
         settings,
         "shell",
         "-c",
         "from catalog.models import Plan; "
         f"Plan.objects.update_or_create(pk={plan_id!r}, defaults=dict(name={name!r}, "
-        f"price_amount={price_amount}, currency='usd', all_films=True, active=True))",
+        f"price_amount={price_amount}, currency='usd', all_films=True, active=True, "
+        f"period_unit={period_unit!r}, period_count=1, refund_window_days={refund_window_days}))",
     )
     copy_to_billing(settings)

@@ -82,6 +82,10 @@ class PaymentPage:
         )
         if not sync:
             return PaymentResult("authenticated", {})
+        return self.sync()
+
+    def sync(self) -> PaymentResult:
+        """The page's /sync after the 3-D Secure dialog: pay_api reads Stripe's answer."""
         synced = self.page.post(f"{self.payment_url}/sync")
         return PaymentResult(
             synced.json().get("status", f"http_{synced.status_code}"), synced.json()
@@ -125,14 +129,15 @@ class PaymentPage:
                 return PaymentResult("setup_failed", confirmed.json())
         return setup_intent_id, publishable_key
 
-    def authenticate_renewal(self, link: str) -> PaymentResult:
+    def authenticate_renewal(self, link: str, sync: bool = True) -> PaymentResult:
         """The emailed authentication link: the page gives the renewal's client secret and saved
-        card, Stripe.js confirms with the customer present (the mock's dialog), then /sync."""
+        card, Stripe.js confirms with the customer present (the mock's dialog), then /sync
+        (`sync=False`: not yet, the caller syncs)."""
         details = self.page.post(link)
         if details.status_code != 200:
             return PaymentResult(f"http_{details.status_code}", details.json())
         body = details.json()
-        return self._authenticate(body["client_secret"], body["publishable_key"], True)
+        return self._authenticate(body["client_secret"], body["publishable_key"], True, sync)
 
     def save_card(self, link: str, card_number: str) -> PaymentResult:
         """The card-update page (`/cards/<user>?t=...`): save a card for the next renewals."""

@@ -85,3 +85,7 @@ class StripeSide:
 
     def payment(self, payment_id: str) -> StripePayment:
         return self.payments().get(payment_id, StripePayment(payment_id))
+
+    def customer_charges(self, customer_id: str) -> list[dict[str, Any]]:
+        """Every charge Stripe made on one customer, whatever its metadata says."""
+        return [c for c in self._list("/v1/charges") if c.get("customer") == customer_id]

@@ -12,6 +12,11 @@ Faults:
   RESET_AFTER_UPSTREAM   Stripe does it; the answer is lost (a reset instead of the response)
   DELAY                  Stripe does it after `delay` seconds (the client may time out first)
   HTTP_500               Stripe is not asked; the client gets a 500 with a Stripe-shaped error
+  HOLD                   the request waits until the test calls `rule.release()` (at most
+                         `delay` seconds), then goes on: a test orders other work inside it
+
+The proxy speaks plain HTTP/1.1 to any upstream: the renewal fault tests also put one between
+billing's workers and pay_api (`seen` shows what they asked, a rule loses pay_api's answer).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -30,6 +36,7 @@ class Fault(enum.Enum):
     RESET_AFTER_UPSTREAM = "reset_after_upstream"
     DELAY = "delay"
     HTTP_500 = "http_500"
+    HOLD = "hold"
 
 
 @dataclass
@@ -40,6 +47,11 @@ class Rule:
     times: int = 1
     delay: float = 0.0
     fired: int = 0
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        """Let the requests a HOLD rule keeps go on (and every later one it matches)."""
+        self.released.set()
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -76,8 +88,29 @@ class FaultProxy:
 
     def clear(self) -> None:
         with self._lock:
+            for rule in self.rules:
+                rule.release()
             self.rules.clear()
             self.seen.clear()
+
+    def requests(self, method: str, path_pattern: str) -> list[tuple[str, str, str]]:
+        """What reached the proxy so far that matches (method, path pattern)."""
+        return [
+            entry
+            for entry in list(self.seen)
+            if entry[0] == method and re.fullmatch(path_pattern, entry[1].split("?")[0])
+        ]
+
+    def wait_for(
+        self, method: str, path_pattern: str, count: int = 1, timeout: float = 30
+    ) -> list[tuple[str, str, str]]:
+        """Wait until `count` matching requests reached the proxy; them (fewer after `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.requests(method, path_pattern)
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
     @property
     def url(self) -> str:
@@ -126,6 +159,8 @@ class FaultProxy:
                     return
                 if fault is Fault.DELAY:
                     await asyncio.sleep(rule.delay)
+                if fault is Fault.HOLD:
+                    await asyncio.to_thread(rule.released.wait, rule.delay)
                 response = await self._upstream(raw)
                 if fault is Fault.RESET_AFTER_UPSTREAM:
                     _reset(writer)

@@ -46,12 +46,26 @@ class Faults:
         all of them; `billing-worker-2` would be one."""
         return ["billing-worker"]
 
-    def arm(self, failpoint: str) -> Path:
-        """The next pay_api process to reach `failpoint` kills itself there (SIGKILL)."""
+    def arm(self, failpoint: str, subject: str | None = None) -> Path:
+        """The next pay_api process to reach `failpoint` kills itself there (SIGKILL); with a
+        `subject` (a user, payment or refund id), only where that subject is at stake."""
         self.failpoints.mkdir(parents=True, exist_ok=True)
         armed = self.failpoints / failpoint
-        armed.touch()
+        armed.write_text(subject or "")
         return armed
+
+    def log_records(self, name: str, event: str) -> list[dict[str, Any]]:
+        """The JSON log records of one process of the stack (`billing-worker-2`) saying `event`."""
+        path = Path(self.settings["DATA_DIR"]) / "log" / f"{name}.log"
+        records = []
+        for line in path.read_text(errors="replace").splitlines() if path.exists() else []:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line some library printed
+            if isinstance(record, dict) and record.get("event") == event:
+                records.append(record)
+        return records
 
     def disarm_all(self) -> None:
         for armed in self.failpoints.glob("*"):
@@ -108,7 +122,25 @@ class Faults:
 
     def terminate_billing_connections(self) -> int:
         """Cut every connection billing holds to its database, mid-transaction or not."""
-        database = f"{self.settings['DB_PREFIX']}_billing"
+        return len(
+            self._on_postgres(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                f"{self.settings['DB_PREFIX']}_billing",
+            )
+        )
+
+    def pay_api_lock_waiters(self) -> int:
+        """pay_api's database sessions waiting for a lock another transaction holds (a request
+        waiting for a payment's row lock, say)."""
+        return len(
+            self._on_postgres(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'",
+                f"{self.settings['DB_PREFIX']}_pay_api",
+            )
+        )
+
+    def _on_postgres(self, sql: str, *params: Any) -> list[tuple]:
         with psycopg.connect(
             host=self.settings["POSTGRES_HOST"],
             port=self.settings["POSTGRES_PORT"],
@@ -116,12 +148,7 @@ class Faults:
             dbname="postgres",
             autocommit=True,
         ) as conn:
-            rows = conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> pg_backend_pid()",
-                (database,),
-            ).fetchall()
-        return len(rows)
+            return conn.execute(sql, params).fetchall()
 
     # --- outcomes ----------------------------------------------------------------------------
 

@@ -26,15 +26,6 @@ pytestmark = [pytest.mark.faults, allure.feature("Exactly once under faults")]
 FAILPOINTS = ("charge.before_confirm", "charge.after_confirm", "outbox.after_commit")
 
 
-@pytest.fixture
-def faults(stack, fault_proxy, on_exchange):
-    tools = Faults(stack, on_exchange=on_exchange)
-    yield tools
-    tools.disarm_all()
-    fault_proxy.clear()
-    tools.restore_webhooks()
-
-
 def run_concurrently(count: int, call):
     barrier = threading.Barrier(count)
 

@@ -141,6 +141,31 @@ def test_a_renewal_needing_3ds_is_finished_through_the_emailed_link(api, db):
     assert [c["status"] for c in api.stripe_charges(intent["id"])] == ["succeeded"]
 
 
+def test_a_renewal_waiting_for_the_cardholder_stays_so_when_stripe_is_asked_again(api, db):
+    """The reconciler's refresh (or a webhook) reads the intent again: localstripe shows
+    `requires_action` without a reason. The payment still waits for the cardholder, so the next
+    automatic retry reads `authentication_required` too (not a soft decline to retry on a schedule)."""
+    user_id = subscribed_user(api, "4000002760003184")
+    payment_id = api.create_payment(user_id=user_id, amount=999)["payment_id"]
+    assert charge_off_session(api, payment_id, 1).json["failure_code"] == "authentication_required"
+
+    refreshed = api.client.get(f"/internal/v1/payments/{payment_id}?refresh=1", headers=auth())
+    assert refreshed.status_code == 200, refreshed.json
+    assert refreshed.json["status"] == "pending"
+    assert refreshed.json["failure_code"] == "authentication_required"
+    retry = charge_off_session(api, payment_id, 2).json
+    assert (retry["status"], retry["failure_code"]) == ("pending", "authentication_required")
+
+    # The cardholder authenticates on the emailed link: paid, and the reason is gone.
+    token = link_token(payment_id, "authenticate")
+    details = api.client.post(f"/pay/{payment_id}/authenticate?t={token}", json={}).json
+    assert api.authenticate(details["client_secret"], success=True)["status"] == "succeeded"
+    assert api.sync(payment_id) == {"status": "succeeded"}
+    with db.transaction() as session:
+        row = session.get(Payment, uuid.UUID(payment_id))
+        assert (row.status, row.failure_code, row.confirm_attempts) == ("succeeded", None, 1)
+
+
 @pytest.mark.parametrize(
     "make_token, code",
     [

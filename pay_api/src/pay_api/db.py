@@ -25,6 +25,7 @@ NAMING_CONVENTION = {
 
 # Where outbox.py notes the rows a transaction wrote (read back after the commit).
 OUTBOX_IDS_KEY = "pay_api.outbox_ids"
+OUTBOX_SUBJECTS_KEY = "pay_api.outbox_subjects"  # what those rows are about (for crash points)
 
 
 def utcnow() -> datetime:
@@ -60,8 +61,9 @@ class Database:
             with session.begin():
                 yield session
             outbox_ids = session.info.pop(OUTBOX_IDS_KEY, [])
+            subjects = session.info.pop(OUTBOX_SUBJECTS_KEY, set())
         if outbox_ids:
-            failpoint(failpoints.AFTER_COMMIT)
+            failpoint(failpoints.AFTER_COMMIT, *subjects)
             for hook in self.after_commit:
                 hook(outbox_ids)
 

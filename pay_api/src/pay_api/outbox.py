@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pay_api.auth import mint_service_token
 from pay_api.config import Settings
-from pay_api.db import OUTBOX_IDS_KEY, Base, Database, utcnow
+from pay_api.db import OUTBOX_IDS_KEY, OUTBOX_SUBJECTS_KEY, Base, Database, utcnow
 from pay_api.logs import REQUEST_ID_HEADER, current_request_id
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,15 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-def _add(session: Session, payload: dict[str, Any], request_id: str | None = None) -> OutboxMessage:
-    """`request_id`: sent back to billing with the event (else the request being served)."""
+def _add(
+    session: Session,
+    payload: dict[str, Any],
+    request_id: str | None = None,
+    *,
+    subjects: tuple[Any, ...] = (),
+) -> OutboxMessage:
+    """`request_id`: sent back to billing with the event (else the request being served);
+    `subjects`: the ids the event is about (a crash point after the commit may name one)."""
     message = OutboxMessage(
         event_id=uuid.UUID(payload["event_id"]),
         payload=payload,
@@ -62,6 +69,7 @@ def _add(session: Session, payload: dict[str, Any], request_id: str | None = Non
     session.add(message)
     session.flush()
     session.info.setdefault(OUTBOX_IDS_KEY, []).append(message.id)
+    session.info.setdefault(OUTBOX_SUBJECTS_KEY, set()).update(str(s) for s in subjects)
     return message
 
 
@@ -85,6 +93,7 @@ def add_payment_event(session: Session, payment: Any) -> OutboxMessage:
             "occurred_at": utcnow().isoformat(),
         },
         request_id=payment.request_id,  # the purchase's: one id from billing's POST to here
+        subjects=(payment.id, payment.user_id),
     )
 
 
@@ -107,6 +116,7 @@ def add_refund_event(session: Session, refund: Any, payment: Any) -> OutboxMessa
             "stripe_id": refund.stripe_refund_id,
             "occurred_at": utcnow().isoformat(),
         },
+        subjects=(refund.id, payment.id, payment.user_id),
     )
 
 

@@ -67,6 +67,7 @@ class AdminPaymentOut(PaymentOut):
     stripe_payment_intent_id: str | None
     expires_at: datetime
     succeeded_at: datetime | None
+    charge_attempts: int  # a renewal's off-session attempts so far (each confirmed at most once)
 
 
 class AdminPaymentDetail(AdminPaymentOut):

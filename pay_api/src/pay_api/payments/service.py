@@ -459,7 +459,7 @@ def _confirm(
     idempotency_key = (
         f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
     )
-    failpoint(failpoints.BEFORE_CONFIRM)
+    failpoint(failpoints.BEFORE_CONFIRM, payment.id, payment.user_id)
     try:
         intent = gateway.confirm_payment_intent(
             intent_id,
@@ -483,7 +483,7 @@ def _confirm(
         )
         state.lost_confirmation(session, payment)
         return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
-    failpoint(failpoints.AFTER_CONFIRM)
+    failpoint(failpoints.AFTER_CONFIRM, payment.id, payment.user_id)
     state.apply_intent(session, payment, intent)
     log.info(
         "payment confirmed at stripe",

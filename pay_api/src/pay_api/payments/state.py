@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from pay_api import outbox, verification
 from pay_api.flags.service import raise_flag
-from pay_api.gateway import IntentState
+from pay_api.gateway import AUTHENTICATION_REQUIRED, IntentState
 from pay_api.payments.models import FINAL_PAYMENT_STATUSES, Payment
 from pay_api.refunds import totals
 
@@ -100,7 +100,9 @@ def apply_intent(
             # A decline, or (off-session, read by the gateway) `authentication_required`.
             payment.failure_code = intent.failure_code
             payment.failure_message = intent.failure_message
-        elif new_status in ("succeeded", "processing") or intent.status == "requires_action":
+        elif new_status in ("succeeded", "processing") or (
+            intent.status == "requires_action" and not _waits_for_the_cardholder(payment, intent)
+        ):
             payment.failure_code = None  # a new attempt is under way or done
             payment.failure_message = None
 
@@ -109,6 +111,20 @@ def apply_intent(
         outbox.add_payment_event(session, payment)
         return True
     return False
+
+
+def _waits_for_the_cardholder(payment: Payment, intent: IntentState) -> bool:
+    """Still the attempt that needs the cardholder's authentication, seen again: its reason stays.
+
+    An off-session confirmation that needs 3-D Secure is `authentication_required` (the gateway
+    reads localstripe's `requires_action` so); a later look at the same intent (the reconciler's
+    refresh, a webhook) shows localstripe's `requires_action` without the reason, and real Stripe's
+    shows `requires_action` once the customer authenticates on the emailed link. Neither is a new
+    attempt: the payment still waits for the cardholder, and a renewal retry must read it so."""
+    return payment.failure_code == AUTHENTICATION_REQUIRED and intent.payment_method_id in (
+        None,
+        payment.payment_method_id,
+    )
 
 
 def _about_an_earlier_attempt(payment: Payment, intent: IntentState, new_status: str) -> bool:

@@ -145,7 +145,7 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
             # request sent this late could outlive it. Leave it; a later call starts afresh.
             return refund
         payment = get_payment(session=session, payment_id=refund.payment_id, lock=True)
-        failpoint(failpoints.BEFORE_REFUND)
+        failpoint(failpoints.BEFORE_REFUND, refund.id, payment.id, payment.user_id)
         try:
             created = gateway.create_refund(
                 refund_id=str(refund.id),
@@ -163,7 +163,7 @@ def make_at_stripe(*, db: Database, gateway: Gateway, refund_id: uuid.UUID) -> R
                 extra={"refund_id": str(refund.id), "stripe_code": exc.stripe_code},
             )
         else:
-            failpoint(failpoints.AFTER_REFUND)
+            failpoint(failpoints.AFTER_REFUND, refund.id, payment.id, payment.user_id)
             apply_refund(session, refund, created, payment=payment)
     if exceeded:
         raise RefundExceedsRemaining("Stripe's charge has less left than this refund.")
