@@ -45,10 +45,11 @@ def plan(
     price_amount: int,
     *,
     period_unit: str = "month",
+    period_count: int = 1,
     refund_window_days: int = 14,
 ) -> None:
-    """A plan of one `period_unit` covering every film (made as the admin's Django would),
-    copied to billing."""
+    """A plan of `period_count` `period_unit`s covering every film (made as the admin's Django
+    would), copied to billing."""
     manage(
         settings,
         "shell",
@@ -56,6 +57,7 @@ def plan(
         "from catalog.models import Plan; "
         f"Plan.objects.update_or_create(pk={plan_id!r}, defaults=dict(name={name!r}, "
         f"price_amount={price_amount}, currency='usd', all_films=True, active=True, "
-        f"period_unit={period_unit!r}, period_count=1, refund_window_days={refund_window_days}))",
+        f"period_unit={period_unit!r}, period_count={period_count}, "
+        f"refund_window_days={refund_window_days}))",
     )
     copy_to_billing(settings)

@@ -1,7 +1,7 @@
-"""Renewals under faults: subscribers of a one-day plan, the stack's clock moved to their renewal,
-billing's and Stripe's views of it, and the audit of both (`audit.renewal_problems`).
+"""Renewals under faults: subscribers of a one-day (or two-day) plan, the stack's clock moved to
+their renewal, billing's and Stripe's views of it, and the audit of both (`audit.renewal_problems`).
 
-A day plan keeps each test's clock moves to a day or two, so the month plans the other tests sold
+Day plans keep each test's clock moves to a day or three, so the month plans the other tests sold
 never fall due meanwhile: the renewal a test breaks is the only one being charged. Each test's
 subscriptions are ended afterwards (`end_all`) so that later moves of the clock leave them alone.
 
@@ -35,7 +35,9 @@ from integration_tests.renewal_scenario import USERS_DOMAIN
 
 DAY_PLAN_ID = "dddddddd-dddd-4ddd-8ddd-dddddddddddd"
 DAY_PLAN_NAME = "Everything for a day"
-ONE_DAY = timedelta(days=1)
+# For a declined renewal's automatic retry (a day after the period's end with the stack's
+# BILLING_RENEWAL_RETRY_DAYS): a period longer than that, so the retry falls within it.
+TWO_DAY_PLAN_ID = "dddddddd-dddd-4ddd-8ddd-ddddddddddd2"
 
 # what billing's workers ask pay_api (through the workers' proxy), and Stripe's confirmation
 CHARGE_OFF_SESSION = r"/internal/v1/payments/[\w-]+/charge-off-session"
@@ -52,9 +54,19 @@ def confirm_path(intent_id: str) -> str:
     return f"/v1/payment_intents/{intent_id}/confirm"
 
 
-def day_plan(stack) -> None:
-    """The plan the renewal fault tests sell: one day, every film, no refund window."""
-    catalog.plan(stack, DAY_PLAN_ID, DAY_PLAN_NAME, 199, period_unit="day", refund_window_days=0)
+def day_plans(stack) -> None:
+    """The plans the renewal fault tests sell: one day and two days, every film, no refund
+    window (a cancel is always at the period's end)."""
+    for plan_id, name, days in ((DAY_PLAN_ID, DAY_PLAN_NAME, 1), (TWO_DAY_PLAN_ID, "Two days", 2)):
+        catalog.plan(
+            stack,
+            plan_id,
+            name,
+            199 * days,
+            period_unit="day",
+            period_count=days,
+            refund_window_days=0,
+        )
 
 
 # A worker's lease on the row it works on: longer than a test holds a request, so that no other
@@ -77,6 +89,7 @@ class Subscriber:
     user: BillingClient
     subscription_id: str
     old_end: datetime  # the end of the paid period the renewal continues from
+    period: timedelta  # the plan's period
 
     @property
     def user_id(self) -> str:
@@ -113,10 +126,10 @@ class Renewals:
 
     # --- a subscriber and the clock ----------------------------------------------------------
 
-    def subscribe(self, card: str = CARD_OK) -> Subscriber:
-        """A new user buys the day plan and pays with `card` (saved for the renewals)."""
+    def subscribe(self, card: str = CARD_OK, plan_id: str = DAY_PLAN_ID) -> Subscriber:
+        """A new user buys the plan and pays with `card` (saved for the renewals)."""
         user = BillingClient(self.settings, on_exchange=self.on_exchange)
-        bought = user.buy(DAY_PLAN_ID)
+        bought = user.buy(plan_id)
         assert bought.status_code == 201, bought.text
         payment = bought.json()["payment"]
         paid = PaymentPage(self.settings, payment["payment_url"], self.on_exchange).pay(card)
@@ -125,9 +138,11 @@ class Renewals:
             bought.json()["subscription"]["id"], lambda s: s["status"] == "active"
         )
         assert subscription["status"] == "active", subscription
-        subscriber = Subscriber(
-            user, subscription["id"], datetime.fromisoformat(subscription["current_period_end"])
+        start, end = (
+            datetime.fromisoformat(subscription[f"current_period_{edge}"])
+            for edge in ("start", "end")
         )
+        subscriber = Subscriber(user, subscription["id"], old_end=end, period=end - start)
         self.subscribers.append(subscriber)
         return subscriber
 
@@ -192,7 +207,7 @@ class Renewals:
         return (
             _instant(subscription["current_period_start"]),
             _instant(subscription["current_period_end"]),
-        ) == (subscriber.old_end, subscriber.old_end + ONE_DAY)
+        ) == (subscriber.old_end, subscriber.old_end + subscriber.period)
 
     def email(self, subscriber: Subscriber, subject_part: str, link_part: str) -> str:
         """The link in the newest email about `subject_part` that contains `link_part`."""

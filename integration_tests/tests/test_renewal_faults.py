@@ -28,12 +28,12 @@ from integration_tests.faults.renewals import (
     CHARGE_OFF_SESSION,
     CONFIRM,
     DAY_PLAN_NAME,
-    ONE_DAY,
+    TWO_DAY_PLAN_ID,
     Renewals,
     Subscriber,
     charge_path,
     confirm_path,
-    day_plan,
+    day_plans,
     wait,
     worker_env,
 )
@@ -51,7 +51,7 @@ def workers_proxy(stack):
     """For this module billing's workers reach pay_api through a proxy of their own."""
     proxy = FaultProxy(upstream_port=int(stack["PAY_API_PORT"])).start()
     tools = Faults(stack)
-    day_plan(stack)
+    day_plans(stack)
     tools.stack("stop", *tools.billing_workers)
     tools.stack("start", *tools.billing_workers, **worker_env(proxy))
     yield proxy
@@ -265,7 +265,7 @@ def test_renewal_succeeds_while_the_user_cancels(renewals, fault_proxy):
         assert renewals.subscription(subscriber)["auto_renew"] is False
         assert subscriber.user.access(COVERED_FILM_ID).json()["allowed"] is True
     with allure.step("After the paid period access stops and nothing more is charged"):
-        renewals.clock.move_to(subscriber.old_end + ONE_DAY + renewals.lead)
+        renewals.clock.move_to(subscriber.old_end + subscriber.period + renewals.lead)
         ended = renewals.wait_subscription(subscriber, lambda s: s["status"] == "expired")
         assert ended["status"] == "expired", ended
         assert subscriber.user.access(COVERED_FILM_ID).json()["allowed"] is False
@@ -320,7 +320,7 @@ def test_authentication_link_used_while_the_worker_retries(renewals, faults, fau
 
 @allure.title("The card link paid while the automatic retry runs: one intent, one charge")
 def test_card_link_used_while_the_automatic_retry_runs(renewals, faults, fault_proxy):
-    subscriber = renewals.subscribe()
+    subscriber = renewals.subscribe(plan_id=TWO_DAY_PLAN_ID)  # the retry falls within the period
     with allure.step("The saved card becomes 4000 0000 0000 0341 (declines at a charge)"):
         link = subscriber.user.card_link(subscriber.subscription_id).json()["url"]
         page = PaymentPage(faults.settings, link.split("?")[0], renewals.on_exchange)
