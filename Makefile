@@ -82,7 +82,7 @@ report: install ## integration tests, then the Allure report as one file: var/al
 	@status=0; $(PYTEST) -q integration_tests || status=$$?; scripts/allure_report.sh; exit $$status
 
 # make chaos [SEED=n] [USERS=n]: the fault suite, then the chaos run (see README, "Faults and chaos")
-chaos: install ## fault suite, then 200 users under seeded random faults; ends with the chaos: line
+chaos: install ## fault suite, then 200 users buying and renewing under a moving clock and seeded random faults; ends with the chaos: line
 	@scripts/stack.sh datastores
 	@scripts/ensure_chromium.sh
 	$(PYTEST) -q integration_tests/tests/test_faults.py integration_tests/tests/test_renewal_faults.py

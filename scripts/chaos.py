@@ -1,22 +1,30 @@
-"""`make chaos`: many users buying, paying, refunding and double-clicking while faults are injected
-at random; then let the system settle and compare every payment in billing with Stripe's.
+"""`make chaos`: users buy, pay, renew and refund under a moving clock and random faults; then
+every payment, renewals too, is compared with Stripe's.
 
     .venv/bin/python scripts/chaos.py [--users 200] [--seed N] [--workers 12]
+        [--purchase-days 90] [--tail-days 15] [--days-per-second 1]
 
 The stack is its own (ports 24000+, databases cinema_chaos_*), with pay_api behind the
-fault-injecting proxy. Every random choice — what each user does, which fault fires when — comes
+fault-injecting proxy and billing's test clock moved forward by the run (`chaos/clock.py`).
+Every random choice — what each user does, which fault fires when, each step of the clock — comes
 from the seed, which is printed first, so a failing run can be replayed (thread timing aside).
-Ends with exactly one summary line, each count measured:
 
-    chaos: payments=N double_charges=0 over_refunds=0 stuck=0 stripe_mismatches=0 lost=0
+1. 200 users buy the plan, `--workers` at a time (`integration_tests/chaos/users.py`), arriving
+   over the clock's first `--purchase-days` (the clock follows the purchases done, at most
+   `--days-per-second` days a second and never far ahead of billing's worker); each one who holds
+   a paid subscription lives on while the clock moves (`chaos/renewals.py`): periods end and the
+   worker renews with the saved card, off-session; cards that decline or need 3-D Secure at
+   renewal, and the emailed links to pay with another card or to authenticate; cancel at period
+   end and resume; a renewal refunded. The injector (`chaos/injector.py`) fires a fault every
+   0.5–2 s all along;
+2. `--tail-days` later it is closing time: every subscriber leaves (cancels what still renews),
+   the injector stops, and the clock moves past every period end and payment deadline;
+3. the reconciler settles and the audit compares billing with Stripe (`chaos/audit.py`, where
+   each count is defined). Ends with exactly one summary line, each count measured:
 
-payments: billing's payments. double_charges: payments with two successful charges at Stripe, plus
-extra payments of one user and plan that Stripe charged and did not fully refund (each user buys
-the plan once here, so two such are one user-plan-period charged twice). over_refunds: Stripe
-refunded more than it charged, or billing counts more refunded than paid. stuck: not final in
-billing after settling, or with a refund still pending. stripe_mismatches: any other disagreement `audit.problems` finds (billing
-paid but Stripe not, amounts refunded differing, an expired payment whose intent could still
-charge). lost: a payment Stripe holds an intent for (metadata.payment_id) that billing does not know.
+    chaos: payments=N double_charges=0 over_refunds=0 stuck=0 stripe_mismatches=0 lost=0 renewals=N double_renewals=0
+
+Exit status 1 when any count but `payments` and `renewals` is not 0.
 """
 
 from __future__ import annotations
@@ -26,318 +34,148 @@ import random
 import sys
 import threading
 import time
-import traceback
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-
-import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from integration_tests.clients import (  # noqa: E402
-    CARD_3DS,
-    CARD_DECLINED_AT_CHARGE,
-    CARD_OK,
-    BillingClient,
-    PaymentPage,
-    StackSettings,
-)
-from integration_tests.clients.stripe_side import StripePayment  # noqa: E402
-from integration_tests.faults.audit import FINAL, PAID, problems  # noqa: E402
+from integration_tests.chaos.audit import audit, settle  # noqa: E402
+from integration_tests.chaos.clock import ClockDriver, StackClock  # noqa: E402
+from integration_tests.chaos.injector import inject_faults  # noqa: E402
+from integration_tests.chaos.renewals import Postman, Stage, leave, live  # noqa: E402
+from integration_tests.chaos.tally import Tally, log  # noqa: E402
+from integration_tests.chaos.users import Subscriber, patiently, play_user  # noqa: E402
+from integration_tests.clients import StackSettings  # noqa: E402
 from integration_tests.faults.own_stack import own_stack, stack_env  # noqa: E402
-from integration_tests.faults.proxy import Fault, FaultProxy, Rule  # noqa: E402
+from integration_tests.faults.proxy import FaultProxy  # noqa: E402
 from integration_tests.faults.tools import Faults  # noqa: E402
-from integration_tests.scenario import DEMO_PLAN_ID  # noqa: E402
 
-CHARGE_CRASHES = ("charge.before_confirm", "charge.after_confirm", "outbox.after_commit")
-REFUND_CRASHES = ("refund.before_stripe", "refund.after_stripe")
-
-
-@dataclass
-class Tally:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    actions: Counter = field(default_factory=Counter)
-    faults: Counter = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-
-    def count(self, kind: str, what: str) -> None:
-        with self.lock:
-            getattr(self, kind)[what] += 1
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# --- users ---------------------------------------------------------------------------------------
-
-
-def patiently(call, attempts: int = 10):
-    """A person retries when the site does not answer (a service restarting, a cut connection, or
-    nginx saying that no copy of the service answers)."""
-    for attempt in range(attempts):
-        try:
-            answer = call()
-        except httpx.TransportError:
-            if attempt == attempts - 1:
-                raise
-        else:
-            if not _no_copy_answers(answer) or attempt == attempts - 1:
-                return answer
-        time.sleep(0.5 + attempt * 0.5)
-    raise AssertionError("unreachable")
-
-
-def _no_copy_answers(answer) -> bool:
-    """nginx's answer when every copy of the service is down (deploy/nginx/cinema.conf.template)."""
-    if isinstance(answer, httpx.Response) and answer.status_code == 503:
-        try:
-            return answer.json().get("code") == "service_unavailable"
-        except ValueError:
-            return False
-    return isinstance(answer, dict) and answer.get("code") == "service_unavailable"
-
-
-def play_user(settings: StackSettings, seed: int, index: int, tally: Tally) -> None:
-    """One user's life, every choice drawn from `Random(seed, index)`."""
-    rng = random.Random(f"{seed}-{index}")
-    user = BillingClient(settings)
-    key = f"chaos-{seed}-{index}"
-    if rng.random() < 0.25:  # a double click on "buy"
-        tally.count("actions", "double_click_buy")
-        with ThreadPoolExecutor(2) as pool:
-            answers = list(
-                pool.map(lambda _: patiently(lambda: user.buy(DEMO_PLAN_ID, key)), range(2))
-            )
-    else:
-        answers = [patiently(lambda: user.buy(DEMO_PLAN_ID, key))]
-    bought = next((a for a in answers if a.status_code in (200, 201)), None)
-    for _ in range(5):  # the gateway or billing may have been down: the user tries again
-        if bought is not None:
-            break
-        time.sleep(1)
-        answer = patiently(lambda: user.buy(DEMO_PLAN_ID, key))
-        bought = answer if answer.status_code in (200, 201) else None
-    if bought is None:
-        tally.count("actions", "could_not_buy")
-        return
-    payment = bought.json()["payment"]
-    page = PaymentPage(settings, payment["payment_url"])
-
-    roll = rng.random()
-    if roll < 0.10:
-        tally.count("actions", "abandoned")
-        return  # never pays: expires
-    if roll < 0.25:
-        tally.count("actions", "declined_card")
-        page.pay(CARD_DECLINED_AT_CHARGE)
-        if rng.random() < 0.4:
-            tally.count("actions", "gave_up_after_decline")
-            return
-    if roll > 0.90:
-        tally.count("actions", "3ds_card")
-        card = CARD_3DS
-    else:
-        card = CARD_OK
-    result = page.pay(card)
-    for _ in range(6):  # on an error page the user clicks pay again (a second click too, at times)
-        if result.status == "succeeded":
-            break
-        time.sleep(0.5 + rng.random())
-        if rng.random() < 0.3:
-            tally.count("actions", "double_click_pay")
-            with ThreadPoolExecutor(2) as pool:
-                results = list(pool.map(lambda _: page.pay(card), range(2)))
-            result = next((r for r in results if r.status == "succeeded"), results[0])
-        else:
-            result = page.pay(card)
-    tally.count("actions", f"pay_{result.status}")
-    if result.status != "succeeded":
-        return
-    if rng.random() < 0.3:
-        seen = patiently(lambda: user.wait_for_payment(payment["id"], {"succeeded"}, timeout=20))
-        if seen.get("status") != "succeeded":
-            return
-        clicks = 3 if rng.random() < 0.3 else 1
-        tally.count("actions", f"refund_x{clicks}")
-        with ThreadPoolExecutor(clicks) as pool:
-            list(
-                pool.map(
-                    lambda i: patiently(lambda: user.refund(payment["id"], f"{key}-refund-{i}")),
-                    range(clicks),
-                )
-            )
-
-
-def play_user_safely(settings: StackSettings, seed: int, index: int, tally: Tally) -> None:
-    try:
-        play_user(settings, seed, index, tally)
-    except Exception:  # a user hitting a dead socket is part of chaos; the audit judges the end
-        tally.count("actions", "user_saw_an_error")
-        with tally.lock:
-            if len(tally.errors) < 5:
-                tally.errors.append(traceback.format_exc(limit=3))
-
-
-# --- faults --------------------------------------------------------------------------------------
-
-
-def inject_faults(
-    faults: Faults, proxy: FaultProxy, seed: int, stop: threading.Event, tally: Tally
-) -> None:
-    """Every 0.5–2 s, one fault drawn from the seed."""
-    rng = random.Random(f"{seed}-faults")
-    while not stop.wait(0.5 + 1.5 * rng.random()):
-        kind = rng.choice(
-            [
-                "stripe_fault",
-                "stripe_fault",
-                "crash_charge",
-                "crash_refund",
-                "lose_webhooks",
-                "billing_down",
-                "cut_db",
-            ]
-        )
-        tally.count("faults", kind)
-        try:
-            if kind == "stripe_fault":
-                fault = rng.choice(list(Fault))
-                path = rng.choice(
-                    [r"/v1/payment_intents/\w+/confirm", r"/v1/payment_intents", r"/v1/refunds"]
-                )
-                proxy.add(Rule("POST", path, fault, times=rng.randint(1, 3), delay=15))
-            elif kind == "crash_charge":
-                faults.arm(rng.choice(CHARGE_CRASHES))
-            elif kind == "crash_refund":
-                faults.arm(rng.choice(REFUND_CRASHES))
-            elif kind == "lose_webhooks":
-                faults.lose_webhooks()
-                stop.wait(2 + 3 * rng.random())
-                faults.restore_webhooks()
-            elif kind == "billing_down":
-                faults.stack("stop", "billing")
-                stop.wait(1 + 2 * rng.random())
-                faults.stack("start", "billing")
-            elif kind == "cut_db":
-                faults.terminate_billing_connections()
-        except Exception as error:  # a fault that failed to fire is reported, not fatal
-            log(f"fault {kind} could not be injected: {error!r}")
-    proxy.clear()
-    faults.disarm_all()
-    faults.restore_webhooks()
-    faults.stack("start", "billing")
-
-
-# --- the audit -----------------------------------------------------------------------------------
-
-
-def billing_payments(faults: Faults) -> list[dict[str, Any]]:
-    payments, offset = [], 0
-    while True:
-        page = faults.billing_admin.http.get(
-            "/internal/v1/payments", params={"limit": 500, "offset": offset}
-        ).json()
-        payments.extend(page["items"])
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            return payments
-
-
-def unsettled(payment: dict[str, Any]) -> bool:
-    """Not final, or a refund of it still on its way."""
-    return payment["status"] not in FINAL or any(
-        refund["status"] == "pending" for refund in payment["refunds"]
-    )
-
-
-def settle(faults: Faults, timeout: float) -> list[dict[str, Any]]:
-    """Wait until billing holds every payment final (or `timeout`); the payments then."""
-    deadline = time.monotonic() + timeout
-    while True:
-        payments = billing_payments(faults)
-        open_ = [p for p in payments if unsettled(p)]
-        if not open_ or time.monotonic() > deadline:
-            return payments
-        log(f"settling: {len(open_)} of {len(payments)} payments not final yet")
-        time.sleep(3)
-
-
-def audit(faults: Faults, payments: list[dict[str, Any]]) -> dict[str, int]:
-    stripe = faults.stripe.payments()
-    counts = Counter(payments=len(payments))
-    charged_by_user_plan: dict[tuple[str, str], int] = defaultdict(int)
-    for payment in payments:
-        at_stripe = stripe.get(payment["id"]) or StripePayment(payment["id"])
-        double = len(at_stripe.succeeded_charges) > 1
-        over = at_stripe.refunded > at_stripe.charged or (
-            payment["refunded_amount"] > payment["amount"]
-        )
-        stuck = unsettled(payment)
-        counts["double_charges"] += double
-        counts["over_refunds"] += over
-        counts["stuck"] += stuck
-        if at_stripe.charged and at_stripe.refunded < at_stripe.charged:
-            charged_by_user_plan[(payment["user_id"], payment["plan_id"])] += 1
-        found = problems(payment, at_stripe)
-        if found and not (double or over or stuck):
-            counts["stripe_mismatches"] += 1
-        if found:
-            log(f"payment {payment['id']} ({payment['status']}): {'; '.join(found)}")
-    # two kept charges for one user and plan (each user buys once here): a double charge too
-    counts["double_charges"] += sum(n - 1 for n in charged_by_user_plan.values() if n > 1)
-    known = {p["id"] for p in payments}
-    lost = [pid for pid, sp in stripe.items() if pid not in known and sp.intents]
-    counts["lost"] = len(lost)
-    for pid in lost:
-        log(f"Stripe knows payment {pid}, billing does not")
-    counts["paid"] = sum(p["status"] in PAID for p in payments)
-    return counts
+DAY = 86400
+BAD_COUNTS = ("double_charges", "over_refunds", "stuck", "stripe_mismatches", "lost")
+# billing's renewal settings in the chaos stack: its defaults (7 days of grace, retries 1, 3 and
+# 5 days after the period's end), but the renewal charged two days before the period ends: the
+# clock runs up to 1.5 days ahead of the worker's pass (chaos/clock.py), as a worker that passes
+# every few seconds is an instant ahead in production (the default lead is an hour).
+RENEWAL_LEAD_DAYS, GRACE_DAYS, LONGEST_PERIOD_DAYS = 2, 7, 31
+# A first payment stays open 30 days of the moving clock: at most a day a second, so 30 s or more
+# of the run for the user to pay (the default half an hour is seconds here).
+FIRST_PAYMENT_TTL_DAYS = 30
+CHAOS_SETTINGS = {
+    "BILLING_PAYMENT_TTL_SECONDS": str(FIRST_PAYMENT_TTL_DAYS * DAY),
+    "BILLING_RENEWAL_LEAD_SECONDS": str(RENEWAL_LEAD_DAYS * DAY),
+}
+# At the end: past every open first payment's deadline, every renewal's grace and paid period.
+FINAL_MOVE_DAYS = (
+    max(FIRST_PAYMENT_TTL_DAYS, LONGEST_PERIOD_DAYS + RENEWAL_LEAD_DAYS + GRACE_DAYS) + 2
+)
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--workers", type=int, default=12, help="users buying at once")
+    parser.add_argument(
+        "--purchase-days", type=float, default=90, help="clock days the purchases spread over"
+    )
+    parser.add_argument(
+        "--tail-days", type=float, default=15, help="clock days after them, then closing time"
+    )
+    parser.add_argument(
+        "--days-per-second", type=float, default=1.0, help="the clock's fastest pace"
+    )
     parser.add_argument("--settle-seconds", type=float, default=180)
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1_000_000)
     log(f"chaos: seed={seed} users={args.users} (replay: scripts/chaos.py --seed {seed})")
-
+    run_started = time.monotonic()
     env = stack_env(port_base=24000, name="chaos", redis_db=10)
-    with own_stack(env, BILLING_PAYMENT_TTL_SECONDS="40") as (settings, proxy):
-        faults = Faults(settings)
-        tally = Tally()
-        stop = threading.Event()
-        injector = threading.Thread(
-            target=inject_faults, args=(faults, proxy, seed, stop, tally), daemon=True
-        )
-        started = time.monotonic()
-        injector.start()
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            list(pool.map(lambda i: play_user_safely(settings, seed, i, tally), range(args.users)))
-        stop.set()
-        injector.join()
-        log(f"load done in {time.monotonic() - started:.0f} s; actions: {dict(tally.actions)}")
-        log(f"faults injected: {dict(tally.faults)}")
-        for error in tally.errors:
-            log(f"a user saw: {error.strip().splitlines()[-1]}")
-        payments = settle(faults, timeout=args.settle_seconds)
-        counts = audit(faults, payments)
-        log(f"paid: {counts['paid']}, final states: {dict(Counter(p['status'] for p in payments))}")
+    with own_stack(env, **CHAOS_SETTINGS) as (settings, proxy):
+        counts = run(settings, proxy, seed, args)
+    log(f"chaos.py took {time.monotonic() - run_started:.0f} s")
     print(
         f"chaos: payments={counts['payments']} double_charges={counts['double_charges']} "
         f"over_refunds={counts['over_refunds']} stuck={counts['stuck']} "
-        f"stripe_mismatches={counts['stripe_mismatches']} lost={counts['lost']}"
+        f"stripe_mismatches={counts['stripe_mismatches']} lost={counts['lost']} "
+        f"renewals={counts['renewals']} double_renewals={counts['double_renewals']}"
     )
-    bad = sum(
-        counts[k] for k in ("double_charges", "over_refunds", "stuck", "stripe_mismatches", "lost")
+    return 1 if sum(counts[k] for k in (*BAD_COUNTS, "double_renewals")) else 0
+
+
+def run(settings: StackSettings, proxy: FaultProxy, seed: int, args: argparse.Namespace) -> Counter:
+    faults = Faults(settings)
+    tally = Tally()
+    clock = ClockDriver(
+        StackClock(settings), pace=args.days_per_second * DAY, seed=seed, tally=tally
     )
-    return 1 if bad else 0
+    stage = Stage(settings, tally, clock, Postman(settings))
+    stop_faults = threading.Event()
+    injector = threading.Thread(
+        target=inject_faults,
+        args=(faults, proxy, seed, stop_faults, tally, int(settings["WORKER_COPIES"])),
+        daemon=True,
+    )
+    subscribers: list[Subscriber] = []
+    lives: list[threading.Thread] = []
+    done = threading.Lock()
+    finished = Counter()
+
+    def purchase(index: int) -> None:
+        try:
+            subscriber = play_user(settings, seed, index, tally)
+        except Exception:
+            tally.error_seen()
+            subscriber = None
+        with done:
+            # The users arrive over the first `purchase_days` of the clock.
+            finished["users"] += 1
+            clock.aim(
+                clock.started + timedelta(days=args.purchase_days * finished["users"] / args.users)
+            )
+            if subscriber is not None:
+                inbox = stage.postman.inbox(subscriber.user_id)
+                life = threading.Thread(target=live, args=(stage, subscriber, inbox), daemon=True)
+                life.start()
+                subscribers.append(subscriber)
+                lives.append(life)
+
+    started = time.monotonic()
+    for thread in (clock, stage.postman, injector):
+        thread.start()
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(purchase, range(args.users)))
+    log(
+        f"purchases done in {time.monotonic() - started:.0f} s, the clock {clock.days_passed:.0f} "
+        f"days on; {len(subscribers)} subscribers"
+    )
+    closing = clock.started + timedelta(days=args.purchase_days + args.tail_days)
+    clock.aim(closing)
+    clock.wait_until(closing, stage.closing, timeout=600)
+    stage.closing.set()
+    for life in lives:
+        life.join()
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        list(pool.map(lambda subscriber: leave(stage, subscriber), subscribers))
+    stop_faults.set()
+    injector.join()
+    clock.stop()
+    stage.postman.stop()
+    log(
+        f"load done in {time.monotonic() - started:.0f} s, the clock {clock.days_passed:.0f} days "
+        f"on; actions: {dict(sorted(tally.actions.items()))}"
+    )
+    log(f"faults injected: {dict(sorted(tally.faults.items()))}")
+    for error in tally.errors:
+        log(f"a user saw: {error.strip().splitlines()[-1]}")
+    patiently(lambda: clock.clock.advance(FINAL_MOVE_DAYS * DAY))
+    log(f"the clock moved {FINAL_MOVE_DAYS} days on: past every period and payment deadline")
+    payments = settle(faults, timeout=args.settle_seconds)
+    counts = audit(faults, payments)
+    states = Counter(f"{p['kind']}:{p['status']}" for p in payments)
+    log(f"paid: {counts['paid']}, final states: {dict(sorted(states.items()))}")
+    return counts
 
 
 if __name__ == "__main__":
