@@ -113,7 +113,8 @@ def count_renewals(
         # Each payment's own check above should have named the difference already.
         counts["stripe_mismatches"] += abs(charged_at_stripe - counts["renewals"])
     charges_by_period: Counter = Counter()
-    charged_periods: dict[str, list[tuple[datetime, datetime, str]]] = defaultdict(list)
+    # subscription -> {period start: period end} of every payment Stripe charged
+    charged_periods: dict[str, dict[datetime, datetime]] = defaultdict(dict)
     for payment in payments:
         charges = _charges(stripe, payment)
         if not charges or payment["period_start"] is None:
@@ -122,17 +123,20 @@ def count_renewals(
         end = datetime.fromisoformat(payment["period_end"])
         if payment["kind"] == "renewal":
             charges_by_period[(payment["subscription_id"], start)] += len(charges)
-        charged_periods[payment["subscription_id"]].append((start, end, payment["id"]))
-    doubles = sum(1 for n in charges_by_period.values() if n > 1)
-    for subscription_id, periods in charged_periods.items():
-        periods.sort()
-        for (_, end, earlier), (start, _, later) in zip(periods, periods[1:], strict=False):
-            if start < end:
-                doubles += 1
-                log(f"subscription {subscription_id}: {earlier} and {later} pay one period")
+        periods = charged_periods[payment["subscription_id"]]
+        periods[start] = max(end, periods.get(start, end))
+    doubles = 0
     for (subscription_id, start), n in charges_by_period.items():
         if n > 1:
+            doubles += 1
             log(f"subscription {subscription_id}: the period from {start} charged {n} times")
+    for subscription_id, periods in charged_periods.items():
+        paid_until = None  # the end of the periods charged so far, in order
+        for start, end in sorted(periods.items()):
+            if paid_until is not None and start < paid_until:
+                doubles += 1  # a period that starts before those charged before it end
+                log(f"subscription {subscription_id}: the period from {start} was paid already")
+            paid_until = end if paid_until is None else max(paid_until, end)
     counts["double_renewals"] = doubles
 
 
