@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 
 import jwt
 import pytest
+from billing.payments.models import Payment
+from billing.worker.jobs import claim_batch
 from conftest import SERVICE_SECRET, as_service, as_user
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -296,6 +298,28 @@ async def test_pay_api_down_sends_the_same_attempt_again_and_it_is_confirmed_onc
     (renewal,) = await sub.renewals()
     assert renewal["status"] == "succeeded" and renewal["charge_attempts"] == 1
     assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+
+
+async def test_a_renewal_one_worker_holds_is_left_alone_by_another_on_a_moved_clock(billing):
+    """Found by the chaos run: its test clock moves a day a second, so two workers' passes read
+    times a day apart, and a lease counted in billing's time let the second charge a renewal the
+    first was charging (the attempt sent twice, the user emailed twice). A lease keeps other
+    workers off a row for real seconds, whatever the clock says."""
+    sub = await Subscriber.start(billing)
+    billing.fake.mode = "down"
+    await work(billing, sub.end - timedelta(minutes=30))  # written; its charge not answered
+    billing.fake.mode = "ok"
+    (renewal,) = await sub.renewals()
+    async with billing.resources.sessionmaker() as session:  # one worker takes it to charge
+        assert await claim_batch(
+            session, Payment, Payment.id == renewal["id"], seconds=15, limit=1
+        ) == [renewal["id"]]
+    charges = f"/internal/v1/payments/{renewal['id']}/charge-off-session"
+    before = len(billing.fake.calls_to("POST", charges))
+    await work(billing, sub.end + DAY)  # another worker's pass, a day later on the clock
+    assert len(billing.fake.calls_to("POST", charges)) == before
+    (renewal,) = await sub.renewals()
+    assert renewal["status"] == "created" and renewal["charge_attempts"] == 0
 
 
 async def test_cancel_at_period_end_then_resume_then_cancel_for_good(billing):

@@ -260,18 +260,27 @@ def _flag(subscription: Subscription, note: str, now: datetime) -> None:
 
 
 # --- registration with pay_api -------------------------------------------------------------
+def lease_until(seconds: float) -> datetime:
+    """A lease (`claimed_until`) taken now, for `seconds` of real time. Leases keep processes
+    off each other's rows, so they are on the wall clock, not billing's: a test clock moved a
+    day between two workers' passes must not hand the second a row the first holds (the chaos
+    run caught one renewal charged by two workers at once, its email sent twice)."""
+    return wall_now() + timedelta(seconds=seconds)
+
+
+def lease_free(model: type):
+    """The condition: nobody holds a lease on the row (none, or it ran out)."""
+    return or_(model.claimed_until.is_(None), model.claimed_until < wall_now())
+
+
 async def claim(
-    session: AsyncSession, model: type, row_id: uuid.UUID, *conditions, now: datetime, seconds: int
+    session: AsyncSession, model: type, row_id: uuid.UUID, *conditions, seconds: int
 ) -> bool:
     """Take a short lease on a row, so one process at a time talks to pay_api about it."""
     claimed = await session.scalar(
         update(model)
-        .where(
-            model.id == row_id,
-            or_(model.claimed_until.is_(None), model.claimed_until < now),
-            *conditions,
-        )
-        .values(claimed_until=now + timedelta(seconds=seconds))
+        .where(model.id == row_id, lease_free(model), *conditions)
+        .values(claimed_until=lease_until(seconds))
         .returning(model.id)
     )
     await session.commit()

@@ -268,9 +268,7 @@ async def submit(
     async with resources.sessionmaker() as session:
         unsent = (Refund.status == "pending", Refund.submitted_at.is_(None))
         lease = settings.worker_claim_seconds
-        if not claimed and not await claim(
-            session, Refund, refund_id, *unsent, now=now, seconds=lease
-        ):
+        if not claimed and not await claim(session, Refund, refund_id, *unsent, seconds=lease):
             return  # someone else sends it right now, or it moved on
         refund = await session.get(Refund, refund_id)
         try:

@@ -10,7 +10,6 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from billing import clock
 from billing.errors import GatewayError, GatewayUnavailable
 from billing.outbox import commit
 from billing.pay_api import PayApiRejected, PayApiUnavailable
@@ -48,7 +47,7 @@ async def _claim_or_wait(session, payment_id: uuid.UUID, *, lease: int) -> bool:
     is bounded by one lease, after which the payment is answered as the gateway being busy."""
     give_up = asyncio.get_running_loop().time() + lease + 1
     while True:
-        if await claim(session, Payment, payment_id, UNREGISTERED, now=clock.now(), seconds=lease):
+        if await claim(session, Payment, payment_id, UNREGISTERED, seconds=lease):
             return True
         status = await session.scalar(select(Payment.status).where(Payment.id == payment_id))
         await session.commit()
@@ -85,7 +84,6 @@ async def register(
                 Payment,
                 payment_id,
                 UNREGISTERED,
-                now=now,
                 seconds=settings.worker_claim_seconds,
             ):
                 return  # someone else registers it right now, or it moved on

@@ -15,7 +15,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +33,13 @@ from billing.outbox import (
 from billing.pay_api import PayApiError, PayApiRejected, PayApiUnavailable
 from billing.payments import state
 from billing.payments.models import Payment, Refund
-from billing.payments.service import PaymentReport, lock_payment, schedule_check
+from billing.payments.service import (
+    PaymentReport,
+    lease_free,
+    lease_until,
+    lock_payment,
+    schedule_check,
+)
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.pruning import prune
 from billing.refunds.service import (
@@ -57,16 +63,17 @@ async def claim_batch(
     session: AsyncSession,
     model: type,
     *conditions,
-    now: datetime,
     seconds: int,
     limit: int,
     order_by=None,
 ) -> list[uuid.UUID]:
     """Lease up to `limit` rows matching `conditions` that nobody else holds; committed. One
-    statement: the rows are picked (`FOR UPDATE SKIP LOCKED`) and leased in the same UPDATE."""
+    statement: the rows are picked (`FOR UPDATE SKIP LOCKED`) and leased in the same UPDATE.
+    A lease is real time (`payments.service.lease_until`): it keeps other processes off the row
+    whatever billing's clock says."""
     picked = (
         select(model.id)
-        .where(*conditions, or_(model.claimed_until.is_(None), model.claimed_until < now))
+        .where(*conditions, lease_free(model))
         .order_by(model.next_check_at if order_by is None else order_by)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -75,7 +82,7 @@ async def claim_batch(
         await session.scalars(
             update(model)
             .where(model.id.in_(picked.scalar_subquery()))
-            .values(claimed_until=max(now, utcnow()) + timedelta(seconds=seconds))
+            .values(claimed_until=lease_until(seconds))
             .returning(model.id)
             .execution_options(synchronize_session=False)
         )
@@ -111,7 +118,6 @@ async def _each_leased(
                     model,
                     *conditions,
                     model.id.not_in(seen),
-                    now=now,
                     seconds=settings.worker_claim_seconds,
                     limit=1,
                     order_by=order_by,
