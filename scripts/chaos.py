@@ -2,7 +2,7 @@
 every payment, renewals too, is compared with Stripe's.
 
     .venv/bin/python scripts/chaos.py [--users 200] [--seed N] [--workers 12]
-        [--purchase-days 90] [--tail-days 15] [--days-per-second 1]
+        [--purchase-days 60] [--tail-days 20] [--days-per-second 1]
 
 The stack is its own (ports 24000+, databases cinema_chaos_*), with pay_api behind the
 fault-injecting proxy and billing's test clock moved forward by the run (`chaos/clock.py`).
@@ -78,10 +78,10 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--workers", type=int, default=12, help="users buying at once")
     parser.add_argument(
-        "--purchase-days", type=float, default=90, help="clock days the purchases spread over"
+        "--purchase-days", type=float, default=60, help="clock days the purchases spread over"
     )
     parser.add_argument(
-        "--tail-days", type=float, default=15, help="clock days after them, then closing time"
+        "--tail-days", type=float, default=20, help="clock days after them, then closing time"
     )
     parser.add_argument(
         "--days-per-second", type=float, default=1.0, help="the clock's fastest pace"
