@@ -63,6 +63,7 @@ RENEWAL_LEAD_DAYS, GRACE_DAYS, LONGEST_PERIOD_DAYS = 2, 7, 31
 # of the run for the user to pay (the default half an hour is seconds here).
 FIRST_PAYMENT_TTL_DAYS = 30
 CHAOS_SETTINGS = {
+    "BILLING_TEST_CLOCK": "1",  # stack.sh's default too; the run cannot do without it
     "BILLING_PAYMENT_TTL_SECONDS": str(FIRST_PAYMENT_TTL_DAYS * DAY),
     "BILLING_RENEWAL_LEAD_SECONDS": str(RENEWAL_LEAD_DAYS * DAY),
 }
