@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -94,7 +95,28 @@ def audit(faults: Faults, payments: list[Payment]) -> Counter:
         log(f"Stripe knows payment {pid}, billing does not")
     counts["paid"] = sum(p["status"] in PAID for p in payments)
     count_renewals(payments, stripe, counts)
+    log_flagged_subscriptions(faults, {p["user_id"] for p in payments})
     return counts
+
+
+def log_flagged_subscriptions(faults: Faults, users: set[str]) -> None:
+    """Subscriptions billing flagged for a manager (money taken for a period the subscription
+    could not have, a first payment charged after its subscription expired...): not a count of
+    the summary line, but worth a look whenever there is one."""
+
+    def flagged(user_id: str) -> list[dict[str, Any]]:
+        listed = faults.billing_admin.http.get(f"/internal/v1/users/{user_id}/subscriptions")
+        listed.raise_for_status()
+        return [s for s in listed.json()["items"] if s["needs_attention"]]
+
+    with ThreadPoolExecutor(8) as pool:
+        found = [s for subscriptions in pool.map(flagged, users) for s in subscriptions]
+    log(f"subscriptions flagged for a manager: {len(found)}")
+    for subscription in found:
+        log(
+            f"subscription {subscription['id']} ({subscription['status']}): "
+            f"{subscription['attention_note']}"
+        )
 
 
 def count_renewals(
