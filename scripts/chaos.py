@@ -42,12 +42,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from integration_tests.chaos.audit import audit, settle  # noqa: E402
-from integration_tests.chaos.clock import ClockDriver, StackClock  # noqa: E402
+from integration_tests.chaos.clock import ClockDriver  # noqa: E402
 from integration_tests.chaos.injector import inject_faults  # noqa: E402
 from integration_tests.chaos.renewals import Postman, Stage, leave, live  # noqa: E402
 from integration_tests.chaos.tally import Tally, log  # noqa: E402
 from integration_tests.chaos.users import Subscriber, patiently, play_user  # noqa: E402
-from integration_tests.clients import StackSettings  # noqa: E402
+from integration_tests.clients import StackClock, StackSettings  # noqa: E402
 from integration_tests.faults.own_stack import own_stack, stack_env  # noqa: E402
 from integration_tests.faults.proxy import FaultProxy  # noqa: E402
 from integration_tests.faults.tools import Faults  # noqa: E402
@@ -170,7 +170,7 @@ def run(settings: StackSettings, proxy: FaultProxy, seed: int, args: argparse.Na
     log(f"faults injected: {dict(sorted(tally.faults.items()))}")
     for error in tally.errors:
         log(f"a user saw: {error.strip().splitlines()[-1]}")
-    patiently(lambda: clock.clock.advance(FINAL_MOVE_DAYS * DAY))
+    patiently(lambda: clock.clock.move_by(timedelta(days=FINAL_MOVE_DAYS)))
     log(f"the clock moved {FINAL_MOVE_DAYS} days on: past every period and payment deadline")
     payments = settle(faults, timeout=args.settle_seconds)
     counts = audit(faults, payments)

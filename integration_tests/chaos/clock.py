@@ -4,66 +4,29 @@ renewals fall due, declined renewals are retried and graces run out.
 
 The driver moves it toward a target the run sets (`aim`: the users arrive over the first months,
 so the target follows the purchases done; then a tail), at most `pace` times faster than real
-time, in seeded steps 0.3–1 s apart, and never more than `MAX_AHEAD` of the workers: before a step it waits (a few seconds at most) until a worker
-pass that began at most that long ago is over (`workers_caught_up_to`). A clock running days ahead
-of a worker busy with a long pass would have it write renewals after their grace was over and
-charge none of them; on a busy machine the clock simply moves slower. While billing does not answer
-(stopped by the injector) the clock stands still: the next step moves it by one step, not by the
-whole outage (at a day a second, a 20-second restart would otherwise skip every grace period
-running then)."""
+time, in seeded steps 0.3–1 s apart, and never more than `MAX_AHEAD` of the workers: before a
+step it waits (a few seconds at most) until a worker pass that began at most that long ago is
+over (`StackClock.workers_caught_up_to`). A clock running days ahead of a worker busy with a long
+pass would have it write renewals after their grace was over and charge none of them; on a busy
+machine the clock simply moves slower. While billing does not answer (stopped by the injector)
+the clock stands still: the next step moves it by one step, not by the whole outage (at a day a
+second, a 20-second restart would otherwise skip every grace period running then)."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 
 from integration_tests.chaos.tally import Tally
-from integration_tests.clients import StackSettings, service_token
+from integration_tests.clients.clock import ClockUnanswered, StackClock
 
 LONGEST_STEP_SECONDS = 1.0  # of real time: one step moves the clock at most pace × this
 MAX_AHEAD = timedelta(days=1.5)  # of the stack's time: how far the clock may run ahead of workers
 WORKERS_WAIT_SECONDS = 10  # the longest a step waits for the workers to catch up
-
-
-@dataclass(frozen=True)
-class Reading:
-    now: datetime
-    workers_caught_up_to: datetime | None
-
-
-class StackClock:
-    """billing's test clock, read and moved with a service token."""
-
-    def __init__(self, settings: StackSettings) -> None:
-        token = service_token(settings, "chaos", "billing", ttl=4 * 3600)
-        self.http = httpx.Client(
-            base_url=settings.billing_url,
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=15,
-        )
-
-    def read(self) -> Reading:
-        return self._reading(self.http.get("/internal/v1/clock"))
-
-    def advance(self, seconds: float) -> Reading:
-        return self._reading(
-            self.http.post("/internal/v1/clock/advance", json={"seconds": seconds})
-        )
-
-    @staticmethod
-    def _reading(answer: httpx.Response) -> Reading:
-        answer.raise_for_status()
-        body = answer.json()
-        caught_up = body["workers_caught_up_to"]
-        return Reading(
-            datetime.fromisoformat(body["now"]),
-            None if caught_up is None else datetime.fromisoformat(caught_up),
-        )
 
 
 class ClockDriver(threading.Thread):
@@ -74,7 +37,7 @@ class ClockDriver(threading.Thread):
         super().__init__(daemon=True, name="clock")
         self.clock, self.pace, self.tally = clock, pace, tally
         self.rng = random.Random(f"{seed}-clock")
-        self.now = clock.read().now
+        self.now = clock.now()
         self.started = self.target = self.now
         self._stopped = threading.Event()
         self._moved = threading.Condition()
@@ -92,13 +55,13 @@ class ClockDriver(threading.Thread):
                 last = moment
                 continue
             try:
-                moved = self.clock.advance(step)
-            except httpx.HTTPError as error:
-                self.tally.count("actions", f"clock_step_unanswered_{type(error).__name__}")
+                moved = self.clock.move_by(timedelta(seconds=step))
+            except (httpx.HTTPError, ClockUnanswered):
+                self.tally.count("actions", "clock_step_unanswered")  # billing down: stands still
                 continue
             last = moment
             with self._moved:
-                self.now = moved.now
+                self.now = moved
                 self._moved.notify_all()
 
     def _wait_for_workers(self, moment: datetime) -> None:
@@ -107,8 +70,8 @@ class ClockDriver(threading.Thread):
         waited = False
         while True:
             try:
-                caught_up = self.clock.read().workers_caught_up_to
-            except httpx.HTTPError:
+                caught_up = self.clock.workers_caught_up_to()
+            except (httpx.HTTPError, ClockUnanswered):
                 caught_up = None
             if caught_up is not None and caught_up >= moment:
                 break

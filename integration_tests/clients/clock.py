@@ -12,6 +12,10 @@ from .stack import StackSettings, exchange_hooks
 from .tokens import service_token
 
 
+class ClockUnanswered(AssertionError):
+    """billing did not answer the clock's request with 200 (stopped, say, or the clock off)."""
+
+
 class StackClock:
     def __init__(self, settings: StackSettings, on_exchange=None) -> None:
         self.settings = settings
@@ -24,10 +28,19 @@ class StackClock:
         return {"Authorization": f"Bearer {service_token(self.settings, 'demo')}"}
 
     def now(self) -> datetime:
+        return datetime.fromisoformat(self._read()["now"])
+
+    def workers_caught_up_to(self) -> datetime | None:
+        """When the latest finished pass of billing's workers began (the clock's time): all that
+        was due by then has been taken up. None before the first pass."""
+        value = self._read()["workers_caught_up_to"]
+        return None if value is None else datetime.fromisoformat(value)
+
+    def _read(self) -> dict:
         answer = self.http.get("/internal/v1/clock", headers=self._headers())
         if answer.status_code != 200:
-            raise AssertionError(f"the clock answered {answer.status_code}: {answer.text}")
-        return datetime.fromisoformat(answer.json()["now"])
+            raise ClockUnanswered(f"the clock answered {answer.status_code}: {answer.text}")
+        return answer.json()
 
     def move_to(self, moment: datetime) -> datetime:
         """Forward to `moment` (nothing when it is not ahead); the clock's time after."""
@@ -41,5 +54,5 @@ class StackClock:
     def _advance(self, body: dict) -> datetime:
         answer = self.http.post("/internal/v1/clock/advance", json=body, headers=self._headers())
         if answer.status_code != 200:
-            raise AssertionError(f"the clock answered {answer.status_code}: {answer.text}")
+            raise ClockUnanswered(f"the clock answered {answer.status_code}: {answer.text}")
         return datetime.fromisoformat(answer.json()["now"])
