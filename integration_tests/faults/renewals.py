@@ -70,7 +70,8 @@ def day_plans(stack) -> None:
 
 
 # A worker's lease on the row it works on: longer than a test holds a request, so that no other
-# job (the reconciler) takes the row meanwhile unless the test moves the clock past it.
+# job (the reconciler) takes the row meanwhile unless the test lets the lease run out. Leases are
+# on the wall clock (billing.payments.service.lease_until), not on billing's movable clock.
 WORKER_CLAIM = timedelta(seconds=60)
 
 
@@ -151,7 +152,10 @@ class Renewals:
         return self.clock.move_to(max(s.old_end for s in subscribers) - self.lead / 2)
 
     def move_past_leases(self) -> datetime:
-        """The clock past the workers' leases: a lease a copy took is over for the others."""
+        """Past the workers' leases: a lease a copy took (before this call) is over for the
+        others. Leases run on the wall clock, so this waits one lease of real time; billing's
+        clock moves on as far, so that what falls due meanwhile falls due as it did."""
+        time.sleep(WORKER_CLAIM.total_seconds() + 1)
         return self.clock.move_by(WORKER_CLAIM * 2)
 
     # --- billing's view ----------------------------------------------------------------------
