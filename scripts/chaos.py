@@ -169,7 +169,7 @@ def run(settings: StackSettings, proxy: FaultProxy, seed: int, args: argparse.Na
     )
     log(f"faults injected: {dict(sorted(tally.faults.items()))}")
     for error in tally.errors:
-        log(f"a user saw: {error.strip().splitlines()[-1]}")
+        log(f"a user saw: {error}")
     patiently(lambda: clock.clock.move_by(timedelta(days=FINAL_MOVE_DAYS)))
     log(f"the clock moved {FINAL_MOVE_DAYS} days on: past every period and payment deadline")
     payments = settle(faults, timeout=args.settle_seconds)

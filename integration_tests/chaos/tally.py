@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -23,9 +24,18 @@ class Tally:
     def error_seen(self) -> None:
         """A user met an error (a dead socket is part of chaos; the audit judges the end)."""
         self.count("actions", "user_saw_an_error")
+        error = sys.exc_info()[1]
+        said = str(error).splitlines()[0] if str(error) else ""
+        # where in the run's own code it surfaced (httpx's frames say less)
+        ours = [
+            f
+            for f in traceback.extract_tb(error.__traceback__)
+            if "integration_tests" in f.filename
+        ]
+        where = f" ({ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno})" if ours else ""
         with self.lock:
             if len(self.errors) < 5:
-                self.errors.append(traceback.format_exc(limit=3))
+                self.errors.append(f"{type(error).__name__}: {said}{where}")
 
 
 def log(message: str) -> None:
