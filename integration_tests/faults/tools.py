@@ -140,15 +140,29 @@ class Faults:
             )
         )
 
-    def _on_postgres(self, sql: str, *params: Any) -> list[tuple]:
+    def stall_lease(self, payment_id: str) -> None:
+        """The lease billing's worker holds on a payment runs out now, while that worker is
+        still inside its call (as when a process stalls past its lease): another copy may take
+        the row. Leases are real time, so this is the one way to get there without waiting."""
+        self._on_postgres(
+            "UPDATE payments SET claimed_until = now() - interval '1 second' WHERE id = %s",
+            payment_id,
+            dbname=f"{self.settings['DB_PREFIX']}_billing",
+            fetch=False,
+        )
+
+    def _on_postgres(
+        self, sql: str, *params: Any, dbname: str = "postgres", fetch: bool = True
+    ) -> list[tuple]:
         with psycopg.connect(
             host=self.settings["POSTGRES_HOST"],
             port=self.settings["POSTGRES_PORT"],
             user=self.settings["POSTGRES_USER"],
-            dbname="postgres",
+            dbname=dbname,
             autocommit=True,
         ) as conn:
-            return conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if fetch else []
 
     # --- outcomes ----------------------------------------------------------------------------
 
