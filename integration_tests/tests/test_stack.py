@@ -45,6 +45,7 @@ CYCLE_ENV = {
     "WORKER_COPIES": "1",
     "BILLING_DB_POOL_SIZE": "3",  # a small stack: the PostgreSQL server is shared
     "BILLING_DB_MAX_OVERFLOW": "3",
+    "BILLING_RENEWAL_CONCURRENCY": "2",  # at most the pool above (billing refuses more)
     "BILLING_WORKER_INTERVAL_SECONDS": "0.5",
     "ETL_INTERVAL_SECONDS": "1",
 }
