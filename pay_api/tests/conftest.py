@@ -118,28 +118,42 @@ def localstripe(localstripe_server) -> str:
 
 
 class BillingRecorder:
-    """A tiny HTTP server recording what pay_api sends to billing; answers `status`."""
+    """A tiny HTTP server standing in for billing's event endpoints: one event
+    (`/internal/v1/payment-events`) or a batch of 1-100 (`/internal/v1/payment-events/batch`,
+    refused with 422 otherwise, as billing does); records every event it receives.
+
+    `status`: the HTTP status of every answer (other than 200: billing's error JSON for the whole
+    POST); `answer(event)`: that event's result in a batch instead of `{"event_id": ...,
+    "applied": True}` — a dict is merged over `{"event_id": ...}`, None leaves it out; `raw`: a
+    body answered instead of the results; `max_body_bytes`: 413 past it, as billing's guard."""
 
     def __init__(self) -> None:
-        self.requests: list[dict] = []
+        self.requests: list[dict] = []  # one per event received
+        self.posts: list[dict] = []  # one per POST
         self.status = 200
+        self.answer = None
+        self.raw: bytes | None = None
+        self.max_body_bytes: int | None = None  # billing's BILLING_MAX_BODY_BYTES: 413 past it
         self.lock = threading.Lock()
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                length = int(self.headers.get("Content-Length", 0))
+                if recorder.max_body_bytes is not None and length > recorder.max_body_bytes:
+                    self.rfile.read(length)
+                    with recorder.lock:
+                        recorder.posts.append({"path": self.path, "bytes": length, "answered": 413})
+                    payload = b'{"code": "payload_too_large", "message": "Too large."}'
+                    self.send_response(413)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                body = json.loads(self.rfile.read(length) or b"{}")
                 with recorder.lock:
-                    recorder.requests.append(
-                        {
-                            "path": self.path,
-                            "headers": dict(self.headers),
-                            "json": json.loads(body or b"{}"),
-                            "answered": recorder.status,
-                        }
-                    )
-                    status = recorder.status
-                payload = json.dumps({"applied": status == 200}).encode()
+                    status, payload = recorder._answer(self.path, dict(self.headers), body, length)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -152,6 +166,43 @@ class BillingRecorder:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _answer(self, path: str, headers: dict, body, size: int) -> tuple[int, bytes]:
+        status = self.status
+        self.posts.append(
+            {"path": path, "headers": headers, "json": body, "bytes": size, "answered": status}
+        )
+        if not path.endswith("/batch"):
+            self.requests.append(
+                {"path": path, "headers": headers, "json": body, "answered": status}
+            )
+            return status, json.dumps({"applied": status == 200}).encode()
+        events = body.get("events") if isinstance(body, dict) else None
+        if not isinstance(events, list) or not 1 <= len(events) <= 100:
+            self.posts[-1]["answered"] = 422
+            return 422, b'{"code": "validation_error", "message": "1 to 100 events."}'
+        results = []
+        for event in events:
+            result = {"event_id": event["event_id"], "applied": True}
+            if self.answer is not None:
+                custom = self.answer(event)
+                result = None if custom is None else {"event_id": event["event_id"], **custom}
+            self.requests.append(
+                {
+                    "path": path,
+                    "headers": headers,
+                    "json": event,
+                    "answered": status,
+                    "result": result,
+                }
+            )
+            if result is not None:
+                results.append(result)
+        if status != 200:
+            return status, json.dumps({"code": "internal_error", "message": "Down."}).encode()
+        return status, self.raw if self.raw is not None else json.dumps(
+            {"results": results}
+        ).encode()
 
     def events_for(self, payment_id) -> list[dict]:
         with self.lock:
@@ -174,6 +225,9 @@ def billing_recorder() -> Iterator[BillingRecorder]:
 @pytest.fixture
 def billing(billing_recorder) -> BillingRecorder:
     billing_recorder.status = 200
+    billing_recorder.answer = None
+    billing_recorder.raw = None
+    billing_recorder.max_body_bytes = None
     return billing_recorder
 
 

@@ -70,6 +70,7 @@ def test_events_carry_the_contract_shape_and_a_service_token(app, client, db, ap
         "failure_message",
         "stripe_id",
         "occurred_at",
+        "request_id",
     }
     assert paid["object"] == "payment" and paid["refund_id"] is None
     assert paid["amount"] == 1299 and paid["currency"] == "usd" and paid["amount_refunded"] == 0
@@ -77,7 +78,7 @@ def test_events_carry_the_contract_shape_and_a_service_token(app, client, db, ap
     assert len({r["json"]["event_id"] for r in sent}) == 2
 
     request = sent[-1]
-    assert request["path"] == "/internal/v1/payment-events"
+    assert request["path"] == "/internal/v1/payment-events/batch"
     token = request["headers"]["Authorization"].removeprefix("Bearer ")
     claims = jwt.decode(token, SERVICE_SECRET, algorithms=["HS256"], audience="billing")
     assert claims["iss"] == "pay_api"
@@ -213,4 +214,4 @@ def test_events_about_a_payment_carry_the_request_id_of_its_purchase(app, client
 
     sent = billing.requests_for(payment_id)
     assert [r["json"]["status"] for r in sent] == ["succeeded"]
-    assert sent[0]["headers"]["X-Request-ID"] == "purchase-req-42"
+    assert sent[0]["json"]["request_id"] == "purchase-req-42"

@@ -127,6 +127,12 @@ class RefundWindowPassed(Conflict):
     code, message = "refund_window_passed", "The refund window of this plan has passed."
 
 
+class TransactionConflict(Conflict):
+    """A deadlock or serialization failure (SQLSTATE class 40): nothing changed; send it again."""
+
+    code, message = "transaction_conflict", "A concurrent change got in the way; try again."
+
+
 # --- well-formed but unacceptable input (422) ---
 class Unprocessable(BillingError):
     status_code, code, message = 422, "validation_error", "The request is not valid."
@@ -182,7 +188,17 @@ class AmountBelowMinimum(Unprocessable):
     message = "The price after the discount is below the smallest amount a card can be charged."
 
 
-# --- our peers (5xx) ---
+class InvalidValue(Unprocessable):
+    """A value PostgreSQL refused (out of range, not valid text) that validation let through."""
+
+    message = "A value is out of range or invalid."
+
+
+# --- ours and our peers (5xx) ---
+class ServerError(BillingError):
+    status_code, code, message = 500, "internal_error", "Something went wrong on our side."
+
+
 class GatewayUnavailable(BillingError):
     status_code, code = 503, "gateway_unavailable"
     message = "The payment gateway is unavailable; try again shortly."
@@ -191,6 +207,28 @@ class GatewayUnavailable(BillingError):
 class GatewayError(BillingError):
     status_code, code = 502, "gateway_error"
     message = "The payment gateway refused the request."
+
+
+def error_for(exc: Exception) -> BillingError:
+    """The answer an exception met inside one unit of work deserves, as the app maps it (a
+    batch reports it per item; see `install_error_handlers`). A lost connection is not a unit's
+    error: callers let it end the whole request (503)."""
+    if isinstance(exc, BillingError):
+        return exc
+    if isinstance(exc, DBAPIError):
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith("40"):
+            return TransactionConflict()
+        if isinstance(exc, DataError) or (isinstance(sqlstate, str) and sqlstate.startswith("22")):
+            return InvalidValue()
+    return ServerError()
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The database connection was cut: the transaction is gone, nothing of it survives."""
+    return isinstance(exc, DBAPIError) and (
+        exc.connection_invalidated or isinstance(exc, InterfaceError)
+    )
 
 
 def error_response(status_code: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -249,7 +287,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(_request: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+        if connection_lost(exc):
             # The connection was cut mid-request: the transaction is gone, nothing half-done.
             logger.warning("database connection lost during a request: %s", exc.orig)
             return error_response(

@@ -55,6 +55,12 @@ class Settings(BaseSettings):
     # Outbox delivery to billing: timeout of one attempt, and back-off bounds.
     outbox_timeout_seconds: float = Field(3.0, validation_alias="PAY_API_OUTBOX_TIMEOUT")
     outbox_backoff_max_seconds: float = Field(300.0, validation_alias="PAY_API_OUTBOX_BACKOFF_MAX")
+    # Notifications per POST to billing's batch endpoint (billing takes 1-100), and the most bytes
+    # one POST's body may hold (keep it under billing's BILLING_MAX_BODY_BYTES, 64 KiB).
+    outbox_batch_size: int = Field(100, validation_alias="PAY_API_OUTBOX_BATCH", ge=1, le=100)
+    outbox_batch_max_bytes: int = Field(
+        60000, validation_alias="PAY_API_OUTBOX_BATCH_BYTES", ge=4096
+    )
     # Try to deliver a notification right after the commit that wrote it (the worker does the rest).
     outbox_deliver_immediately: bool = Field(True, validation_alias="PAY_API_OUTBOX_IMMEDIATE")
     # Idle pause of `python -m pay_api.worker` between two empty polls.

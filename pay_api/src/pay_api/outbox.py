@@ -4,14 +4,22 @@
 `OutboxDispatcher` for an immediate, best-effort delivery, and `python -m pay_api.worker` delivers
 whatever is left with back-off. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number of
 workers and web processes can deliver at once; billing applies each `event_id` once.
+
+Both deliver in batches: the rows claimed in one round go to billing in one POST
+(`/internal/v1/payment-events/batch`), and each row is marked from its own result — applied or a
+duplicate is delivered; billing's error for that event, or a failure of the whole POST (transport,
+non-2xx, an answer that does not match), backs that row off.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import uuid
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,7 +35,8 @@ from pay_api.logs import REQUEST_ID_HEADER, current_request_id
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/internal/v1/payment-events"
+# billing's batch endpoint: up to 100 events a POST, applied in order, one result each.
+BATCH_PATH = "/internal/v1/payment-events/batch"
 
 
 class OutboxMessage(Base):
@@ -127,41 +136,121 @@ def backoff_seconds(attempts: int, *, maximum: float) -> float:
 
 
 class BillingSender:
-    """POSTs one notification to billing; True when billing answered 2xx."""
+    """POSTs notifications to billing's batch endpoint; says, for each, whether billing has it."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.url = settings.billing_url.rstrip("/") + EVENTS_PATH
+        self.url = settings.billing_url.rstrip("/") + BATCH_PATH
         self.client = httpx.Client(timeout=settings.outbox_timeout_seconds)
 
-    def send(self, message: OutboxMessage) -> tuple[bool, str | None]:
+    def send(self, messages: Sequence[OutboxMessage]) -> list[Outcome]:
+        """One outcome per message, in order: delivered (billing applied it or had it already),
+        or the error — billing's own for that event, or the whole POST's."""
+        outcomes: list[Outcome] = []
+        for chunk in self._chunks(messages):
+            outcomes += self._post(chunk)
+        return outcomes
+
+    def _chunks(self, messages: Sequence[OutboxMessage]) -> Iterator[list[dict[str, Any]]]:
+        """The events as billing takes them: at most `outbox_batch_size` and
+        `outbox_batch_max_bytes` of JSON per POST (one event alone always goes)."""
+        limit, max_bytes = self.settings.outbox_batch_size, self.settings.outbox_batch_max_bytes
+        chunk: list[dict[str, Any]] = []
+        size = len(_EMPTY_BATCH)
+        for message in messages:
+            # The purchase's request id, so billing's log lines of this event carry it.
+            item = {**message.payload, "request_id": message.request_id or str(message.event_id)}
+            item_size = len(_json(item)) + 1
+            if chunk and (len(chunk) >= limit or size + item_size > max_bytes):
+                yield chunk
+                chunk, size = [], len(_EMPTY_BATCH)
+            chunk.append(item)
+            size += item_size
+        if chunk:
+            yield chunk
+
+    def _post(self, events: list[dict[str, Any]]) -> list[Outcome]:
         token = mint_service_token(audience="billing", secret=self.settings.service_jwt_secret)
         headers = {
             "Authorization": f"Bearer {token}",
-            REQUEST_ID_HEADER: message.request_id or message.payload["event_id"],
+            "Content-Type": "application/json",
+            REQUEST_ID_HEADER: current_request_id() or uuid.uuid4().hex,
         }
         try:
-            response = self.client.post(self.url, json=message.payload, headers=headers)
+            response = self.client.post(
+                self.url, content=_json({"events": events}), headers=headers
+            )
         except httpx.HTTPError as exc:
-            return False, f"{type(exc).__name__}: {exc}"[:500]
-        if 200 <= response.status_code < 300:
-            return True, None
-        return False, f"HTTP {response.status_code}: {response.text[:300]}"
+            return _all_failed(events, f"{type(exc).__name__}: {exc}")
+        if response.status_code == 413 and len(events) > 1:  # billing takes less: halve it
+            half = len(events) // 2
+            return self._post(events[:half]) + self._post(events[half:])
+        if not 200 <= response.status_code < 300:
+            return _all_failed(events, f"HTTP {response.status_code}: {response.text[:300]}")
+        outcomes = _read_results(events, response)
+        if outcomes is None:
+            return _all_failed(
+                events,
+                f"HTTP {response.status_code}, an answer that does not match the batch: "
+                f"{response.text[:300]}",
+            )
+        return outcomes
 
     def close(self) -> None:
         self.client.close()
 
 
+@dataclass(frozen=True)
+class Outcome:
+    delivered: bool
+    error: str | None = None
+
+
+_EMPTY_BATCH = b'{"events":[]}'
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _all_failed(events: list[dict[str, Any]], error: str) -> list[Outcome]:
+    return [Outcome(False, error[:500])] * len(events)
+
+
+def _read_results(events: list[dict[str, Any]], response: httpx.Response) -> list[Outcome] | None:
+    """Billing's `{"results": [...]}`, one per event in order; None when it is not that."""
+    try:
+        results = response.json()["results"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(results, list) or len(results) != len(events):
+        return None
+    outcomes = []
+    for event, result in zip(events, results, strict=True):
+        if not isinstance(result, dict) or result.get("event_id") != event["event_id"]:
+            return None
+        error = result.get("error")
+        if isinstance(result.get("applied"), bool):  # applied, or billing had it already
+            outcomes.append(Outcome(True))
+        elif isinstance(error, dict):
+            text_ = f"HTTP {error.get('status')} {error.get('code')}: {error.get('message')}"
+            outcomes.append(Outcome(False, text_[:500]))
+        else:
+            return None
+    return outcomes
+
+
 def deliver_due(
-    db: Database, sender: BillingSender, *, ids: list[int] | None = None, batch: int = 20
+    db: Database, sender: BillingSender, *, ids: list[int] | None = None, batch: int | None = None
 ) -> int:
-    """Deliver up to `batch` due notifications (only `ids` if given); how many were tried."""
+    """Deliver up to `batch` due notifications (only `ids` if given) in one POST to billing's
+    batch endpoint, and mark each from its own result; how many were tried."""
     with db.transaction() as session:
         query = (
             select(OutboxMessage)
             .where(OutboxMessage.delivered_at.is_(None))
             .order_by(OutboxMessage.id)
-            .limit(batch)
+            .limit(batch or sender.settings.outbox_batch_size)
             .with_for_update(skip_locked=True)
         )
         if ids is not None:
@@ -169,11 +258,14 @@ def deliver_due(
         else:
             query = query.where(OutboxMessage.next_attempt_at <= utcnow())
         messages = session.scalars(query).all()
-        for message in messages:
-            delivered, error = sender.send(message)
+        if not messages:
+            return 0
+        outcomes = sender.send(messages)
+        now = utcnow()
+        for message, outcome in zip(messages, outcomes, strict=True):
             message.attempts += 1
-            if delivered:
-                message.delivered_at = utcnow()
+            if outcome.delivered:
+                message.delivered_at = now
                 message.last_error = None
                 log.info(
                     "event delivered to billing",
@@ -183,15 +275,15 @@ def deliver_due(
                 delay = backoff_seconds(
                     message.attempts, maximum=sender.settings.outbox_backoff_max_seconds
                 )
-                message.next_attempt_at = utcnow() + timedelta(seconds=delay)
-                message.last_error = error
+                message.next_attempt_at = now + timedelta(seconds=delay)
+                message.last_error = outcome.error
                 log.warning(
                     "event not delivered to billing; will retry",
                     extra={
                         "event_id": str(message.event_id),
                         "attempts": message.attempts,
                         "retry_in_seconds": round(delay, 1),
-                        "error": error,
+                        "error": outcome.error,
                     },
                 )
         return len(messages)
@@ -211,8 +303,10 @@ class OutboxDispatcher:
             self._pool.submit(self._deliver, list(ids))
 
     def _deliver(self, ids: list[int]) -> None:
+        size = self.sender.settings.outbox_batch_size
         try:
-            deliver_due(self.db, self.sender, ids=ids)
+            for start in range(0, len(ids), size):
+                deliver_due(self.db, self.sender, ids=ids[start : start + size])
         except Exception:  # the worker will deliver it; never let this thread die noisily
             log.exception("immediate outbox delivery failed")
 

@@ -1,11 +1,17 @@
 """Events from pay_api (its transactional outbox): applied once each, in one transaction with the
-insert of their id into the inbox, under the payment's row lock."""
+insert of their id into the inbox, under the payment's row lock.
+
+pay_api sends them in batches (`apply_events`): one transaction for the batch, each event inside a
+SAVEPOINT of its own, so an event billing refuses or that meets a database error is rolled back
+alone and reported, and the others apply.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import update
@@ -13,13 +19,27 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
-from billing.errors import EventMismatch, PaymentNotFound, RefundNotFound, Unprocessable
+from billing.db import utcnow
+from billing.errors import (
+    EventMismatch,
+    PaymentNotFound,
+    RefundNotFound,
+    Unprocessable,
+    connection_lost,
+    error_for,
+)
+from billing.log import request_id_var
 from billing.money import MAX_AMOUNT
 from billing.payments.models import REFUND_STATUSES, ProcessedEvent
 from billing.payments.service import PaymentReport, lock_payment
 from billing.payments.state import GATEWAY_PAYMENT_STATUSES
 from billing.refunds.service import apply_refund_status, lock_refund
 from billing.settlement.answers import apply_payment_report
+
+logger = logging.getLogger(__name__)
+
+# Events in one batch: pay_api sends up to this many in one POST.
+MAX_BATCH_EVENTS = 100
 
 
 class PaymentEvent(BaseModel):
@@ -43,6 +63,87 @@ class PaymentEvent(BaseModel):
 
 class EventResult(BaseModel):
     applied: bool
+
+
+class BatchEvent(PaymentEvent):
+    """An event in a batch, with the request id its log lines carry (the purchase's)."""
+
+    request_id: str | None = Field(None, max_length=200)
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    events: list[BatchEvent] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class EventError(BaseModel):
+    status: int
+    code: str
+    message: str
+
+
+class EventApplied(BaseModel):
+    event_id: uuid.UUID
+    applied: bool
+
+
+class EventFailed(BaseModel):
+    event_id: uuid.UUID
+    error: EventError
+
+
+class BatchResult(BaseModel):
+    """One result per event, in the order they were sent."""
+
+    results: list[Annotated[EventApplied | EventFailed, Field(union_mode="left_to_right")]]
+
+
+async def apply_events(
+    *, session: AsyncSession, events: list[BatchEvent], settings: Settings
+) -> list[EventApplied | EventFailed]:
+    """Apply a batch in the caller's transaction (not committed), in order, each event in its own
+    SAVEPOINT: one that fails (404, 422, a deadlock) leaves no trace and is reported; the others
+    stand. A lost connection ends the batch (the caller's transaction is gone anyway)."""
+    results: list[EventApplied | EventFailed] = []
+    for event in events:
+        token = request_id_var.set(event.request_id) if event.request_id else None
+        try:
+            try:
+                async with session.begin_nested():
+                    applied = await apply_event(
+                        session=session, event=event, settings=settings, now=utcnow()
+                    )
+            except Exception as exc:
+                if connection_lost(exc):
+                    raise
+                results.append(_failed(event, exc))
+                # What the savepoint's rollback expired must not be read later without a query.
+                session.expunge_all()
+            else:
+                results.append(EventApplied(event_id=event.event_id, applied=applied))
+        finally:
+            if token is not None:
+                request_id_var.reset(token)
+    return results
+
+
+def _failed(event: PaymentEvent, exc: Exception) -> EventFailed:
+    error = error_for(exc)
+    fields = {
+        "event_id": str(event.event_id),
+        "payment_id": str(event.payment_id),
+        "error_status": error.status_code,
+        "error_code": error.code,
+    }
+    if error.status_code >= 500:
+        logger.error("payment event failed", extra=fields, exc_info=exc)
+    else:
+        logger.warning("payment event refused", extra={**fields, "detail": error.message})
+    return EventFailed(
+        event_id=event.event_id,
+        error=EventError(status=error.status_code, code=error.code, message=error.message),
+    )
 
 
 async def apply_event(
