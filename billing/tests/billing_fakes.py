@@ -70,6 +70,7 @@ class FakePayApi:
                     self._charge_off_session,
                     methods=["POST"],
                 ),
+                Route("/internal/v1/renewals/charges", self._charge_renewals, methods=["POST"]),
                 Route("/internal/v1/refunds", self._create_refund, methods=["POST"]),
                 Route("/internal/v1/refunds/{rid}", self._get_refund, methods=["GET"]),
                 Route("/internal/v1/customers/{cid}", self._get_customer, methods=["GET"]),
@@ -133,30 +134,72 @@ class FakePayApi:
             payment["status"] = self.cancel_outcome
         return JSONResponse(self._payment_view(payment))
 
-    async def _charge_off_session(self, request: Request) -> JSONResponse:
+    def charges_sent(self, payment_id: Any) -> list[int]:
+        """The attempt numbers billing sent for a renewal payment (batches and single calls)."""
+        sent = []
+        for call in self.calls:
+            if call.path == "/internal/v1/renewals/charges":
+                sent += [
+                    c["attempt"] for c in call.body["charges"] if c["payment_id"] == str(payment_id)
+                ]
+            elif call.path == f"/internal/v1/payments/{payment_id}/charge-off-session":
+                sent.append(call.body["attempt"])
+        return sent
+
+    def _off_session(self, pid: str, attempt: int) -> tuple[int, dict[str, Any]]:
         """As pay_api: each attempt number confirmed once; a final payment is left alone."""
-        body = await self._record(request)
-        if self.mode == "down":
-            return JSONResponse({"code": "unavailable", "message": "down"}, status_code=503)
-        pid = request.path_params["pid"]
         payment = self.payments.get(pid)
         if payment is None:
-            return JSONResponse({"code": "payment_not_found", "message": "?"}, status_code=404)
+            return 404, {"code": "payment_not_found", "message": "?"}
         outcome = self.renewal_outcomes.get(pid, self.renewal_default)
         if outcome == "no_saved_card":
-            return JSONResponse({"code": "no_saved_card", "message": "none"}, status_code=409)
+            return 409, {"code": "no_saved_card", "message": "none"}
         confirmed = self.confirmed_attempts.setdefault(pid, [])
-        if body["attempt"] not in confirmed and payment["status"] == "pending":
-            confirmed.append(body["attempt"])
+        if attempt not in confirmed and payment["status"] == "pending":
+            confirmed.append(attempt)
             if outcome in ("succeeded", "processing"):
                 payment.update(status=outcome, failure_code=None, failure_message=None)
             else:
                 payment.update(
                     status="pending", failure_code=outcome, failure_message=f"Declined: {outcome}."
                 )
+        return 200, self._payment_view(payment)
+
+    async def _charge_off_session(self, request: Request) -> JSONResponse:
+        body = await self._record(request)
+        if self.mode == "down":
+            return JSONResponse({"code": "unavailable", "message": "down"}, status_code=503)
+        status, answer = self._off_session(request.path_params["pid"], body["attempt"])
+        if self.lose_renewal_answers and status == 200:
+            return JSONResponse({"code": "unavailable", "message": "lost"}, status_code=503)
+        return JSONResponse(answer, status_code=status)
+
+    async def _charge_renewals(self, request: Request) -> JSONResponse:
+        """As pay_api's batch: each charge registered if new, then charged as its attempt."""
+        body = await self._record(request)
+        if self.mode == "down":
+            return JSONResponse({"code": "unavailable", "message": "down"}, status_code=503)
+        results = []
+        for charge in body["charges"]:
+            pid = charge["payment_id"]
+            self.payments.setdefault(
+                pid,
+                {
+                    "payment_id": pid,
+                    "status": "pending",
+                    "amount": charge["amount"],
+                    "currency": charge["currency"],
+                    "amount_refunded": 0,
+                },
+            )
+            status, answer = self._off_session(pid, charge["attempt"])
+            if status == 200:
+                results.append({"payment_id": pid, "payment": answer})
+            else:
+                results.append({"payment_id": pid, "error": {"status": status, **answer}})
         if self.lose_renewal_answers:
             return JSONResponse({"code": "unavailable", "message": "lost"}, status_code=503)
-        return JSONResponse(self._payment_view(payment))
+        return JSONResponse({"results": results})
 
     async def _create_refund(self, request: Request) -> JSONResponse:
         body = await self._record(request)

@@ -46,6 +46,8 @@ class Rule:
     fault: Fault
     times: int = 1
     delay: float = 0.0
+    # Only requests whose body holds this text (say, one payment's id in a batch of renewals).
+    body_contains: str = ""
     fired: int = 0
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -53,11 +55,12 @@ class Rule:
         """Let the requests a HOLD rule keeps go on (and every later one it matches)."""
         self.released.set()
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
         return (
             self.fired < self.times
             and method == self.method
             and re.fullmatch(self.path_pattern, path.split("?")[0]) is not None
+            and self.body_contains.encode() in body
         )
 
 
@@ -68,6 +71,7 @@ class FaultProxy:
     port: int = 0
     rules: list[Rule] = field(default_factory=list)
     seen: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, what happened)
+    bodies: list[bytes] = field(default_factory=list)  # each seen request's body
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -92,22 +96,35 @@ class FaultProxy:
                 rule.release()
             self.rules.clear()
             self.seen.clear()
+            self.bodies.clear()
 
-    def requests(self, method: str, path_pattern: str) -> list[tuple[str, str, str]]:
-        """What reached the proxy so far that matches (method, path pattern)."""
+    def requests(
+        self, method: str, path_pattern: str, body_contains: str = ""
+    ) -> list[tuple[str, str, str]]:
+        """What reached the proxy so far that matches (method, path pattern, a text its body
+        holds)."""
+        with self._lock:
+            seen = list(zip(self.seen, self.bodies, strict=True))
         return [
             entry
-            for entry in list(self.seen)
-            if entry[0] == method and re.fullmatch(path_pattern, entry[1].split("?")[0])
+            for entry, body in seen
+            if entry[0] == method
+            and re.fullmatch(path_pattern, entry[1].split("?")[0])
+            and body_contains.encode() in body
         ]
 
     def wait_for(
-        self, method: str, path_pattern: str, count: int = 1, timeout: float = 30
+        self,
+        method: str,
+        path_pattern: str,
+        count: int = 1,
+        timeout: float = 30,
+        body_contains: str = "",
     ) -> list[tuple[str, str, str]]:
         """Wait until `count` matching requests reached the proxy; them (fewer after `timeout`)."""
         deadline = time.monotonic() + timeout
         while True:
-            found = self.requests(method, path_pattern)
+            found = self.requests(method, path_pattern, body_contains)
             if len(found) >= count or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
@@ -127,10 +144,10 @@ class FaultProxy:
         self._ready.set()
         self._loop.run_forever()
 
-    def _take_rule(self, method: str, path: str) -> Rule | None:
+    def _take_rule(self, method: str, path: str, body: bytes) -> Rule | None:
         with self._lock:
             for rule in self.rules:
-                if rule.matches(method, path):
+                if rule.matches(method, path, body):
                     rule.fired += 1
                     return rule
         return None
@@ -141,10 +158,12 @@ class FaultProxy:
                 request = await _read_request(reader)
                 if request is None:
                     return
-                method, path, raw = request
-                rule = self._take_rule(method, path)
+                method, path, raw, body = request
+                rule = self._take_rule(method, path, body)
                 fault = rule.fault if rule else None
-                self.seen.append((method, path, fault.value if fault else "passed"))
+                with self._lock:
+                    self.seen.append((method, path, fault.value if fault else "passed"))
+                    self.bodies.append(body)
                 if fault is Fault.RESET_BEFORE_UPSTREAM:
                     _reset(writer)
                     return
@@ -181,7 +200,9 @@ class FaultProxy:
         return response
 
 
-async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] | None:
+async def _read_request(
+    reader: asyncio.StreamReader,
+) -> tuple[str, str, bytes, bytes] | None:
     """One HTTP/1.1 request, rewritten to `Connection: close` so the upstream answer ends at EOF."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")
@@ -200,7 +221,7 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, bytes] 
             kept.append(header)
     body = await reader.readexactly(length) if length else b""
     raw = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1") + body
-    return method, path, raw
+    return method, path, raw, body
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:

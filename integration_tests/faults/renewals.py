@@ -39,14 +39,10 @@ DAY_PLAN_NAME = "Everything for a day"
 # BILLING_RENEWAL_RETRY_DAYS): a period longer than that, so the retry falls within it.
 TWO_DAY_PLAN_ID = "dddddddd-dddd-4ddd-8ddd-ddddddddddd2"
 
-# what billing's workers ask pay_api (through the workers' proxy), and Stripe's confirmation
-CHARGE_OFF_SESSION = r"/internal/v1/payments/[\w-]+/charge-off-session"
+# what billing's workers ask pay_api (through the workers' proxy: renewals are charged in
+# batches, a batch holds a payment when its body names it), and Stripe's confirmation
+CHARGES = r"/internal/v1/renewals/charges"
 CONFIRM = r"/v1/payment_intents/\w+/confirm"
-
-
-def charge_path(payment_id: str) -> str:
-    """The workers' request that charges one renewal payment (a proxy's path pattern)."""
-    return f"/internal/v1/payments/{payment_id}/charge-off-session"
 
 
 def confirm_path(intent_id: str) -> str:

@@ -25,13 +25,12 @@ from integration_tests.clients import CARD_3DS, CARD_DECLINED_AT_CHARGE, CARD_OK
 from integration_tests.clients.payment_page import PaymentResult
 from integration_tests.faults.proxy import Fault, FaultProxy, Rule
 from integration_tests.faults.renewals import (
-    CHARGE_OFF_SESSION,
+    CHARGES,
     CONFIRM,
     DAY_PLAN_NAME,
     TWO_DAY_PLAN_ID,
     Renewals,
     Subscriber,
-    charge_path,
     confirm_path,
     day_plans,
     wait,
@@ -84,9 +83,11 @@ def assert_renewed_once(renewals: Renewals, subscriber: Subscriber, status: str 
     return renewal
 
 
-def held_at(proxy: FaultProxy, method: str, path: str) -> Rule:
+def held_at(proxy: FaultProxy, method: str, path: str, body_contains: str = "") -> Rule:
     """Hold the next matching request at the proxy (until released, HOLD_SECONDS at most)."""
-    return proxy.add(Rule(method, path, Fault.HOLD, times=1, delay=HOLD_SECONDS))
+    return proxy.add(
+        Rule(method, path, Fault.HOLD, times=1, delay=HOLD_SECONDS, body_contains=body_contains)
+    )
 
 
 def reached(rule: Rule, timeout: float = 60) -> bool:
@@ -189,11 +190,13 @@ def test_two_worker_copies_charge_one_renewal_at_once(renewals, faults, fault_pr
     with allure.step("One copy charges; pay_api's confirmation is held at Stripe"):
         assert reached(held), "the renewal was never confirmed"
         renewal = renewals.wait_for_renewal(subscriber)
-        asking = renewals.workers_proxy.requests("POST", charge_path(renewal["id"]))
+        asking = renewals.workers_proxy.requests("POST", CHARGES, renewal["id"])
         assert len(asking) == 1, asking
     with allure.step("Its lease runs out while it is inside pay_api: the other copy charges"):
         faults.stall_lease(renewal["id"])
-        asking = renewals.workers_proxy.wait_for("POST", charge_path(renewal["id"]), count=2)
+        asking = renewals.workers_proxy.wait_for(
+            "POST", CHARGES, count=2, body_contains=renewal["id"]
+        )
         assert len(asking) == 2, "the other copy never charged the renewal"
         assert wait(faults.pay_api_lock_waiters, 10), "it never waited for the first one"
     with allure.step("Stripe answers; pay_api answers both copies, the second confirms nothing"):
@@ -231,9 +234,7 @@ def test_worker_copies_start_together_on_due_renewals(renewals):
 @allure.title("pay_api's answer to a renewal charge lost after Stripe charged: one charge")
 def test_answer_to_renewal_charge_lost(renewals, fault_proxy):
     subscriber = renewals.subscribe()
-    lost = renewals.workers_proxy.add(
-        Rule("POST", CHARGE_OFF_SESSION, Fault.RESET_AFTER_UPSTREAM, times=1)
-    )
+    lost = renewals.workers_proxy.add(Rule("POST", CHARGES, Fault.RESET_AFTER_UPSTREAM, times=1))
     with allure.step("The clock to the renewal: pay_api charges, its answer to billing is lost"):
         renewals.move_to_renewal(subscriber)
         assert wait(lambda: lost.fired, 60), "the worker never charged"
@@ -297,7 +298,7 @@ def test_authentication_link_used_while_the_worker_retries(renewals, faults, fau
         assert waiting["renewal"]["next_retry_at"] is None, waiting
     faults.lose_webhooks()  # from here only the page tells pay_api what Stripe did
     page = PaymentPage(faults.settings, link.split("/authenticate?")[0], renewals.on_exchange)
-    retried = held_at(renewals.workers_proxy, "POST", charge_path(renewal["id"]))
+    retried = held_at(renewals.workers_proxy, "POST", CHARGES, renewal["id"])
     with allure.step("The manager retries again: the worker's retry is on its way to pay_api"):
         retry_now(faults, subscriber)
         assert reached(retried), "the worker never retried"
@@ -333,7 +334,7 @@ def test_card_link_used_while_the_automatic_retry_runs(renewals, faults, fault_p
         card_link = renewals.email(subscriber, "did not go through", "/card?t=")
         renewal = renewals.wait_for_renewal(subscriber)
         confirm = confirm_path(renewal["stripe_payment_intent_id"])
-    retried = held_at(renewals.workers_proxy, "POST", charge_path(renewal["id"]))
+    retried = held_at(renewals.workers_proxy, "POST", CHARGES, renewal["id"])
     with allure.step("The clock reaches the automatic retry: on its way to pay_api"):
         renewals.clock.move_to(datetime.fromisoformat(retry_at))
         assert reached(retried), "the automatic retry never ran"

@@ -133,9 +133,12 @@ class Settings(BaseSettings):
     # cap); a charge counts for the most it can send (billing/renewals/rate.py). Real Stripe
     # allows about 100 requests/s in live mode, for everything: keep this below.
     renewal_max_per_second: NonNegativeInt = 0
-    # Renewal charges one worker has in flight at once (each waits on pay_api and Stripe); at most
-    # BILLING_DB_POOL_SIZE + BILLING_DB_MAX_OVERFLOW, the connections they draw on.
-    renewal_concurrency: int = Field(8, gt=0, le=100)
+    # Renewals charged in one call to pay_api (a batch; under a rate cap at most a twelfth of
+    # it: renewals/service.py `batch_size`), and the batches one worker has in flight at once
+    # (each waits on pay_api and Stripe) — at most BILLING_DB_POOL_SIZE + BILLING_DB_MAX_OVERFLOW,
+    # the connections they draw on.
+    renewal_batch_size: int = Field(50, gt=0, le=100)
+    renewal_concurrency: int = Field(2, gt=0, le=100)
 
     # --- emails (billing/notifications) ---
     # The SMTP relay; `make up` and the test stacks point it at the local mail server.

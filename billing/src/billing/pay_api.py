@@ -103,6 +103,24 @@ class PayApiClient:
             json={"attempt": attempt},
         )
 
+    async def charge_renewals(self, charges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """POST /internal/v1/renewals/charges: a batch of renewals, each registered if new and
+        charged off-session as its `attempt` (each number confirmed at most once). One result per
+        charge, in order: `{"payment_id", "payment": {...}}` or `{"payment_id", "error":
+        {"status", "code", "message"}}`. An answer that does not match the batch is no answer."""
+        data = await self._call("POST", "/internal/v1/renewals/charges", json={"charges": charges})
+        results = data.get("results")
+        if (
+            not isinstance(results, list)
+            or len(results) != len(charges)
+            or any(
+                not isinstance(r, dict) or r.get("payment_id") != c["payment_id"]
+                for r, c in zip(results, charges, strict=False)
+            )
+        ):
+            raise PayApiUnavailable("pay_api's batch answer does not match", maybe_applied=True)
+        return results
+
     async def get_payment(self, payment_id: str) -> dict[str, Any] | None:
         """GET /internal/v1/payments/{id}?refresh=1 (pay_api asks Stripe first); None if unknown."""
         return await self._call_or_none(

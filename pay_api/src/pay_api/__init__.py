@@ -17,6 +17,7 @@ from pay_api.config import Settings, get_settings
 from pay_api.db import Database
 from pay_api.gateway import Gateway
 from pay_api.outbox import OutboxDispatcher
+from pay_api.payments.renewals import StripeCalls
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -36,6 +37,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     db_module.init_app(app, database)
     gateway = Gateway(settings)
     app.extensions["pay_api.gateway"] = gateway
+    stripe_calls = StripeCalls(settings.stripe_concurrency)
+    app.extensions["pay_api.stripe_calls"] = stripe_calls
+    atexit.register(stripe_calls.shutdown)
     dispatcher = OutboxDispatcher(database, settings)
     database.after_commit.append(dispatcher.after_commit)
     app.extensions["pay_api.outbox"] = dispatcher

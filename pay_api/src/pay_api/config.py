@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # (always with an Idempotency-Key).
     stripe_timeout_seconds: float = Field(20.0, validation_alias="PAY_API_STRIPE_TIMEOUT")
     stripe_max_network_retries: int = Field(2, validation_alias="PAY_API_STRIPE_MAX_RETRIES")
+    # Stripe requests a process sends side by side for a batch of renewals (payments/renewals.py).
+    stripe_concurrency: int = Field(16, validation_alias="PAY_API_STRIPE_CONCURRENCY", gt=0, le=64)
 
     billing_url: str = Field("http://127.0.0.1:8001", validation_alias="BILLING_URL")
     # Base of the links we hand out (payment_url) and of our webhook URL.
@@ -82,6 +84,8 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         1048576, validation_alias="PAY_API_WEBHOOK_MAX_BODY_BYTES", gt=0
     )
+    # billing's batch of renewal charges: up to 100 payments, each up to ~3.3 KB of fields.
+    batch_max_body_bytes: int = Field(524288, validation_alias="PAY_API_BATCH_MAX_BODY_BYTES", gt=0)
     # Redis, for the rate limits' counters (ratelimit.py), shared by every pay_api copy.
     redis_url: str = Field("redis://127.0.0.1:6379/0", validation_alias="REDIS_URL")
     # Rate limits of the payment page and its calls, in the `limits` notation ("30/minute"):

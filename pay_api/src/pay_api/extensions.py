@@ -7,6 +7,7 @@ from flask import current_app
 from pay_api.config import Settings
 from pay_api.db import Database
 from pay_api.gateway import Gateway
+from pay_api.payments.renewals import StripeCalls
 
 
 def settings() -> Settings:
@@ -19,3 +20,8 @@ def db() -> Database:
 
 def gateway() -> Gateway:
     return current_app.extensions["pay_api.gateway"]
+
+
+def stripe_calls() -> StripeCalls:
+    """The process's pool for Stripe requests sent side by side (a batch's steps)."""
+    return current_app.extensions["pay_api.stripe_calls"]

@@ -20,6 +20,7 @@ from pay_api.errors import ValidationError
 # `\u0000` in JSON text, not preceded by an escaped backslash (`\\u0000` is the text "\u0000").
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 WEBHOOK_BLUEPRINT = "webhooks"
+BATCH_ENDPOINTS = frozenset({"payments_internal.charge_renewals"})
 
 
 def init_app(app: Flask, settings: Settings) -> None:
@@ -30,6 +31,8 @@ def init_app(app: Flask, settings: Settings) -> None:
         if request.blueprint == WEBHOOK_BLUEPRINT:
             request.max_content_length = settings.webhook_max_body_bytes
             return
+        if request.endpoint in BATCH_ENDPOINTS:
+            request.max_content_length = settings.batch_max_body_bytes
         if "\x00" in request.path or b"\x00" in unquote_to_bytes(request.query_string):
             raise ValidationError("NUL characters are not allowed.")
         body = request.get_data(cache=True)  # 413 past MAX_CONTENT_LENGTH

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import exists, select, text
@@ -33,7 +33,6 @@ from billing.renewals.pricing import renewal_amount
 from billing.renewals.rate import STRIPE_REQUESTS_PER_CHARGE, StripeRate
 from billing.resources import Resources
 from billing.settlement.answers import PaymentReport, apply_payment_report
-from billing.settlement.registration import send_registration
 from billing.subscriptions import state
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.periods import period_end
@@ -146,78 +145,173 @@ async def _write_renewal(
     return 1 if inserted is not None else 0
 
 
-async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
-    """One attempt of a renewal payment the caller holds the lease of. No transaction is open
-    while pay_api is asked (the worker charges several at once, each on its own lease)."""
-    settings = resources.settings
-    async with resources.sessionmaker() as session:
-        payment = await session.get(Payment, payment_id)
-    attempt = payment.charge_attempts + 1
+def batch_size(settings: Settings) -> int:
+    """Renewals charged in one call to pay_api. Under a Stripe rate cap a batch's requests leave
+    together, so a batch is kept to a twelfth of the cap: with evenly spaced slots, any second then
+    holds at most about cap·2/3 + 4·batch ≤ cap requests of two-request charges
+    (billing/renewals/rate.py; bench/README.md measures it)."""
+    size = settings.renewal_batch_size
+    if settings.renewal_max_per_second > 0:
+        size = min(size, max(1, settings.renewal_max_per_second // 12))
+    return size
+
+
+def _charge_item(settings: Settings, payment: Payment, attempt: int) -> dict:
+    """One renewal of a batch for pay_api: its registration (`POST /payments`'s body) and the
+    attempt."""
+    gross = payment.gross_amount
+    return {
+        "payment_id": str(payment.id),
+        "user_id": str(payment.user_id),
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "description": payment.description,
+        "return_url": settings.return_url_for(str(payment.id)),
+        "gross_amount": payment.amount + payment.discount_amount if gross is None else gross,
+        "discount_amount": payment.discount_amount,
+        "promo_code": payment.promo_code,
+        "attempt": attempt,
+    }
+
+
+@dataclass
+class _Asked:
+    """What pay_api said about one renewal of a batch: its payment, a refusal (4xx code), or
+    nothing (no answer, or an error whose outcome is unknown: the same attempt goes again)."""
+
     answer: dict | None = None
     refused: str | None = None
-    asked_at = wall_now()
-    try:
+
+
+async def charge(resources: Resources, payment_id: uuid.UUID, now: datetime) -> None:
+    """One attempt of one renewal payment the caller holds the lease of (`charge_batch`)."""
+    await charge_batch(resources, [payment_id], now)
+
+
+async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: datetime) -> None:
+    """One attempt of each renewal payment the caller holds the lease of, in ONE call to pay_api
+    (`POST /internal/v1/renewals/charges`: registered if new, then charged off-session as its
+    attempt number). No transaction is open while pay_api is asked; the answers are applied in
+    one transaction, or one by one if that fails (a deadlock, say), so one never waits for
+    another's trouble."""
+    settings = resources.settings
+    async with resources.sessionmaker() as session:
+        payments = sorted(
+            await session.scalars(select(Payment).where(Payment.id.in_(payment_ids))),
+            key=lambda p: p.id,
+        )
+    asked = {p.id: _Asked() for p in payments}
+    to_charge = []
+    for payment in payments:
         if payment.amount == 0:
             # Fully discounted (promotions): nothing to charge, it succeeds as it is.
-            answer = {"status": "succeeded"}
+            asked[payment.id].answer = {"status": "succeeded"}
         else:
-            if payment.status == "created":
-                await send_registration(resources, payment)
-            await StripeRate(
-                resources.redis,
-                f"{settings.redis_prefix}renewal_stripe_rate",
-                settings.renewal_max_per_second,
-            ).wait(STRIPE_REQUESTS_PER_CHARGE)
-            answer = await resources.pay_api.charge_off_session(str(payment.id), attempt=attempt)
-    except PayApiRejected as exc:
-        if exc.code != NO_SAVED_CARD:
+            to_charge.append(payment)
+    asked_at = wall_now()
+    if to_charge:
+        await StripeRate(
+            resources.redis,
+            f"{settings.redis_prefix}renewal_stripe_rate",
+            settings.renewal_max_per_second,
+        ).wait(STRIPE_REQUESTS_PER_CHARGE * len(to_charge))
+        items = [_charge_item(settings, p, p.charge_attempts + 1) for p in to_charge]
+        try:
+            results = await resources.pay_api.charge_renewals(items)
+        except PayApiRejected as exc:  # the whole batch refused: a bug of ours, not the user's
+            logger.error("pay_api refused a batch of renewals", extra={"code": exc.code})
+        except PayApiUnavailable:
+            pass  # answers unknown: the same attempt numbers are sent again (confirmed once)
+        else:
+            for payment, result in zip(to_charge, results, strict=True):
+                _read_result(asked[payment.id], payment.id, result)
+    try:
+        async with resources.sessionmaker() as session:
+            outcomes = [
+                await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
+                for p in payments
+            ]
+            await commit(session, resources.access_cache)
+    except Exception:
+        logger.warning(
+            "renewal answers could not be applied together; applying them one by one",
+            exc_info=True,
+        )
+        outcomes = []
+        for payment in payments:
+            async with resources.sessionmaker() as session:
+                outcome = await _apply_attempt(
+                    session, resources, payment.id, asked[payment.id], asked_at, now
+                )
+                await commit(session, resources.access_cache)
+            outcomes.append(outcome)
+    for label in outcomes:
+        RENEWAL_ATTEMPTS.labels(label).inc()
+
+
+def _read_result(asked: _Asked, payment_id: uuid.UUID, result: dict) -> None:
+    if isinstance(result.get("payment"), dict):
+        asked.answer = result["payment"]
+        return
+    error = result.get("error") if isinstance(result.get("error"), dict) else {}
+    status, code = error.get("status"), str(error.get("code", "error"))
+    if isinstance(status, int) and 400 <= status < 500:
+        if code != NO_SAVED_CARD:
             logger.error(
                 "pay_api refused a renewal charge",
-                extra={"payment_id": str(payment_id), "code": exc.code},
+                extra={"payment_id": str(payment_id), "code": code},
             )
-        refused = exc.code
-    except PayApiUnavailable:
-        pass  # answer unknown: the same attempt number is sent again (confirmed once)
+        asked.refused = code
+    # otherwise (Stripe unavailable, …) the outcome is unknown: asked again later
 
-    async with resources.sessionmaker() as session:
-        payment = await lock_payment(session, payment_id)
-        payment.claimed_until = None
-        if answer is None and refused != NO_SAVED_CARD:
-            payment.next_charge_at = now + _backoff(settings, payment)
-            payment.check_attempts += 1
-            await commit(session, resources.access_cache)
-            RENEWAL_ATTEMPTS.labels("error").inc()
-            return
-        payment.charge_attempts = attempt
-        payment.check_attempts = 0
-        subscription = await lock_subscription(session, payment.subscription_id)
-        if answer is not None:
-            report = PaymentReport.from_answer(answer, asked_at=asked_at)
-            await apply_payment_report(
-                session, payment=payment, report=report, now=now, settings=settings
-            )
-            policy = RenewalPolicy.from_settings(settings)
-            outcome = policy.outcome(report.status, report.failure_code)
-            code, message = report.failure_code, report.failure_message
-        else:
-            outcome = Outcome.HARD_DECLINE
-            code, message = NO_SAVED_CARD, "there is no saved card to charge."
-        await transitions.after_attempt(
-            session,
-            payment=payment,
-            subscription=subscription,
-            outcome=outcome,
-            failure_code=code,
-            failure_message=message,
-            now=now,
-            settings=settings,
+
+async def _apply_attempt(
+    session: AsyncSession,
+    resources: Resources,
+    payment_id: uuid.UUID,
+    asked: _Asked,
+    asked_at: datetime,
+    now: datetime,
+) -> str:
+    """What one attempt's answer does (in the caller's transaction): the payment's status, the
+    dunning, the lease released. Returns the attempt's metric label."""
+    settings = resources.settings
+    payment = await lock_payment(session, payment_id)
+    payment.claimed_until = None
+    if asked.answer is None and asked.refused != NO_SAVED_CARD:
+        payment.next_charge_at = now + _backoff(settings, payment)
+        payment.check_attempts += 1
+        return "error"
+    attempt = payment.charge_attempts + 1
+    payment.charge_attempts = attempt
+    payment.check_attempts = 0
+    subscription = await lock_subscription(session, payment.subscription_id)
+    if asked.answer is not None:
+        report = PaymentReport.from_answer(asked.answer, asked_at=asked_at)
+        await apply_payment_report(
+            session, payment=payment, report=report, now=now, settings=settings
         )
-        logger.info(
-            "renewal attempt",
-            extra={"payment_id": str(payment_id), "attempt": attempt, "outcome": outcome},
-        )
-        await commit(session, resources.access_cache)
-    RENEWAL_ATTEMPTS.labels(OUTCOME_LABELS[outcome]).inc()
+        policy = RenewalPolicy.from_settings(settings)
+        outcome = policy.outcome(report.status, report.failure_code)
+        code, message = report.failure_code, report.failure_message
+    else:
+        outcome = Outcome.HARD_DECLINE
+        code, message = NO_SAVED_CARD, "there is no saved card to charge."
+    await transitions.after_attempt(
+        session,
+        payment=payment,
+        subscription=subscription,
+        outcome=outcome,
+        failure_code=code,
+        failure_message=message,
+        now=now,
+        settings=settings,
+    )
+    logger.info(
+        "renewal attempt",
+        extra={"payment_id": str(payment_id), "attempt": attempt, "outcome": outcome},
+    )
+    return OUTCOME_LABELS[outcome]
 
 
 def _backoff(settings, payment: Payment) -> timedelta:

@@ -107,25 +107,48 @@ async def _each_leased(
     Leasing a whole batch up front would let the leases of its last rows run out while the
     first ones wait on pay_api — and then another worker could take the same row (say, expire a
     payment this one is registering)."""
-    settings = resources.settings
+
+    async def one(resources: Resources, ids: list[uuid.UUID], now: datetime) -> None:
+        await handle(resources, ids[0], now)
+
+    return await _each_leased_together(
+        resources, now, one, model, *conditions, order_by=order_by, concurrency=concurrency
+    )
+
+
+async def _each_leased_together(
+    resources: Resources,
+    now: datetime,
+    handle: Callable[[Resources, list[uuid.UUID], datetime], Awaitable[None]],
+    model: type,
+    *conditions,
+    order_by=None,
+    concurrency: int = 1,
+    together: int = 1,
+    limit: int | None = None,
+) -> int:
+    """`_each_leased`, with up to `together` rows leased at once and handled by one call (for a
+    handler that makes ONE pay_api call for all of them, so no lease waits on another's call);
+    up to `limit` rows a pass (the worker's batch size by default)."""
+    limit = limit or resources.settings.worker_batch_size
     seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
 
     async def one_by_one() -> None:
-        while len(seen) < settings.worker_batch_size:
+        while len(seen) < limit:
             async with resources.sessionmaker() as session:
                 ids = await claim_batch(
                     session,
                     model,
                     *conditions,
                     model.id.not_in(seen),
-                    seconds=settings.worker_claim_seconds,
-                    limit=1,
+                    seconds=resources.settings.worker_claim_seconds,
+                    limit=min(together, limit - len(seen)),
                     order_by=order_by,
                 )
             if not ids:
                 return
-            seen.append(ids[0])
-            await handle(resources, ids[0], now)
+            seen.extend(ids)
+            await handle(resources, ids, now)
 
     # A loop that fails does not cancel the others mid-call (their rows would wait for their
     # leases to run out); the first failure is raised once all are done.
@@ -323,16 +346,22 @@ async def write_renewals(resources: Resources, now: datetime) -> int:
 
 
 async def charge_renewals(resources: Resources, now: datetime) -> int:
-    """(r2) Renewal payments due (first attempt or a retry): charged off-session via pay_api,
-    BILLING_RENEWAL_CONCURRENCY at once, oldest due first (`ix_payments_renewal_next_charge`)."""
-    return await _each_leased(
+    """(r2) Renewal payments due (first attempt or a retry): charged off-session via pay_api in
+    batches (BILLING_RENEWAL_BATCH_SIZE renewals leased together and sent in one call),
+    BILLING_RENEWAL_CONCURRENCY batches at once, oldest due first
+    (`ix_payments_renewal_next_charge`)."""
+    settings = resources.settings
+    size = renewals.batch_size(settings)
+    return await _each_leased_together(
         resources,
         now,
-        renewals.charge,
+        renewals.charge_batch,
         Payment,
         *renewals.due_for_charge(now),
         order_by=Payment.next_charge_at,
-        concurrency=resources.settings.renewal_concurrency,
+        concurrency=settings.renewal_concurrency,
+        together=size,
+        limit=max(settings.worker_batch_size, size * settings.renewal_concurrency),
     )
 
 

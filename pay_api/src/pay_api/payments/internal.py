@@ -8,9 +8,10 @@ from flask import Blueprint, jsonify, request
 
 from pay_api import extensions as ext
 from pay_api.auth import require_service
-from pay_api.payments import service
+from pay_api.errors import PayApiError
+from pay_api.payments import renewals, service
 from pay_api.payments.models import Payment
-from pay_api.payments.schemas import CreatePaymentIn, OffSessionChargeIn
+from pay_api.payments.schemas import CreatePaymentIn, OffSessionChargeIn, RenewalChargesIn
 from pay_api.validation import parse_body
 
 bp = Blueprint("payments_internal", __name__, url_prefix="/internal/v1")
@@ -92,3 +93,37 @@ def charge_off_session(payment_id: uuid.UUID):
         db=ext.db(), gateway=ext.gateway(), payment_id=payment_id, attempt=data.attempt
     )
     return jsonify(payment_body(payment))
+
+
+@bp.post("/renewals/charges")
+@require_service("billing")
+def charge_renewals():
+    """Renewals in a batch: each registered if new and charged off-session as its attempt, with
+    an answer of its own (docs/contracts.md)."""
+    data = parse_body(RenewalChargesIn)
+    answers = renewals.charge_renewals(
+        db=ext.db(),
+        gateway=ext.gateway(),
+        calls=ext.stripe_calls(),
+        charges=[
+            renewals.RenewalCharge(
+                payment_id=c.payment_id,
+                user_id=c.user_id,
+                amount=c.amount,
+                currency=c.currency,
+                description=c.description,
+                return_url=c.return_url,
+                price_shown=c.price_shown(),
+                attempt=c.attempt,
+            )
+            for c in data.charges
+        ],
+    )
+    results = []
+    for charge, answer in zip(data.charges, answers, strict=True):
+        if isinstance(answer, PayApiError):
+            error = {"status": answer.status, "code": answer.code, "message": str(answer)}
+            results.append({"payment_id": str(charge.payment_id), "error": error})
+        else:
+            results.append({"payment_id": str(charge.payment_id), "payment": payment_body(answer)})
+    return jsonify({"results": results})

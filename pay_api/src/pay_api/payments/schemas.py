@@ -63,3 +63,26 @@ class OffSessionChargeIn(BaseModel):
     """billing's attempt number for this renewal payment (each is confirmed at most once)."""
 
     attempt: StrictInt = Field(ge=1, le=1000)
+
+
+# The most renewals billing may send in one batch (docs/contracts.md).
+MAX_RENEWAL_BATCH = 100
+
+
+class RenewalChargeIn(CreatePaymentIn):
+    """One renewal of a batch: the payment as `POST /payments` registers it, and the attempt."""
+
+    attempt: StrictInt = Field(ge=1, le=1000)
+
+
+class RenewalChargesIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    charges: list[RenewalChargeIn] = Field(min_length=1, max_length=MAX_RENEWAL_BATCH)
+
+    @field_validator("charges")
+    @classmethod
+    def _each_payment_once(cls, value: list[RenewalChargeIn]) -> list[RenewalChargeIn]:
+        if len({c.payment_id for c in value}) != len(value):
+            raise ValueError("each payment_id may appear once in a batch")
+        return value

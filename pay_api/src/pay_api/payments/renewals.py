@@ -1,0 +1,337 @@
+"""Renewal charges in batches: billing's worker sends the renewals it has leased in ONE call
+(`POST /internal/v1/renewals/charges`), and pay_api charges each exactly as `charge_off_session`
+charges one — the same two steps on the payment's ONE PaymentIntent, the same idempotency keys,
+the same crash points — with one transaction per step for the whole batch and the Stripe
+requests of a step sent side by side.
+
+Per renewal a batch saves two HTTP requests between our services and about six transactions
+(bench/README.md, "Renewal throughput"). Step by step, for the batch's payments:
+
+0. registration (idempotent by payment id, as `POST /payments`) and the users' saved cards, in
+   one transaction;
+1. the intents that do not exist yet are created UNCONFIRMED at Stripe, under the rows' locks,
+   and their ids committed, in one transaction;
+2. the payments still confirmable are locked again; each whose `attempt` was not confirmed yet
+   counts its confirmation, the confirmations go to Stripe side by side, and each answer is
+   applied (with its outbox event), in one transaction.
+
+A crash anywhere leaves what the single charge's crash would leave, for every payment of the
+batch: step 1's intents unconfirmed, or step 2 rolled back with confirmations Stripe may have
+taken — billing asks again with the same attempt numbers, pay_api sends the same idempotency keys,
+and Stripe answers the charge it made. A payment whose last confirmation's answer was lost
+(`unknown`) takes the single path, which asks Stripe first.
+
+Each item answers on its own: the payment (as `charge-off-session` does) or an error (`409
+no_saved_card`, `409 payment_conflict`, `503 gateway_unavailable` …); one item's failure never
+fails the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from pay_api import failpoints
+from pay_api.db import Database
+from pay_api.errors import (
+    GatewayRejected,
+    GatewayUnavailable,
+    NoSavedCard,
+    PayApiError,
+    PaymentConflict,
+    PaymentNotFound,
+)
+from pay_api.failpoints import failpoint
+from pay_api.gateway import Gateway, IntentState
+from pay_api.logs import current_request_id
+from pay_api.payments import service, state
+from pay_api.payments.models import Customer, Payment
+from pay_api.payments.schemas import PriceShown
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RenewalCharge:
+    """One item of billing's batch: the payment to register (if new) and the attempt."""
+
+    payment_id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    currency: str
+    description: str
+    return_url: str | None
+    price_shown: PriceShown
+    attempt: int
+
+
+Answer = Payment | PayApiError
+
+
+class StripeCalls:
+    """Stripe requests of one step sent side by side (threads: the SDK is synchronous and its
+    HTTP client keeps one session per thread). Shared by the process's requests."""
+
+    def __init__(self, concurrency: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="stripe")
+
+    def map(
+        self, call: Callable[[T], IntentState], items: list[T]
+    ) -> list[IntentState | Exception]:
+        """`call` for each item; each answer or the error it raised, in order."""
+
+        def guarded(item: T) -> IntentState | Exception:
+            try:
+                return call(item)
+            except Exception as exc:  # noqa: BLE001 - handed back to the caller, item by item
+                return exc
+
+        if len(items) == 1:
+            return [guarded(items[0])]
+        return list(self._pool.map(guarded, items))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def charge_renewals(
+    *, db: Database, gateway: Gateway, calls: StripeCalls, charges: list[RenewalCharge]
+) -> list[Answer]:
+    """Charge each renewal of the batch off-session as its `attempt`; an answer per item, in
+    order (see the module docstring)."""
+    answers: dict[uuid.UUID, Answer] = {}
+    cards = _register(db, charges, answers)
+    todo = [c for c in charges if c.payment_id not in answers]
+    slow = _create_intents(db, gateway, calls, todo, cards, answers)
+    _confirm_all(
+        db, gateway, calls, [c for c in todo if c.payment_id not in answers], cards, answers
+    )
+    for charge in slow:  # an `unknown` one: the single path asks Stripe before anything else
+        try:
+            answers[charge.payment_id] = service.charge_off_session(
+                db=db, gateway=gateway, payment_id=charge.payment_id, attempt=charge.attempt
+            )
+        except PayApiError as exc:
+            answers[charge.payment_id] = exc
+    return [answers[c.payment_id] for c in charges]
+
+
+def _register(
+    db: Database, charges: list[RenewalCharge], answers: dict[uuid.UUID, Answer]
+) -> dict[uuid.UUID, tuple[str, str]]:
+    """Step 0: the payments registered (new ones inserted, known ones checked against the item)
+    and each user's saved card; answers what is already over. Returns {user: (customer, card)}."""
+    with db.transaction() as session:
+        session.execute(
+            insert(Payment)
+            .values(
+                [
+                    dict(
+                        id=c.payment_id,
+                        user_id=c.user_id,
+                        amount=c.amount,
+                        currency=c.currency,
+                        description=c.description,
+                        return_url=c.return_url,
+                        gross_amount=c.price_shown.gross_amount,
+                        discount_amount=c.price_shown.discount_amount,
+                        promo_code=c.price_shown.promo_code,
+                        status="pending",
+                        confirm_attempts=0,
+                        amount_refunded=0,
+                        request_id=current_request_id(),
+                    )
+                    for c in charges
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=[Payment.id])
+        )
+        payments = {
+            p.id: p
+            for p in session.scalars(
+                select(Payment).where(Payment.id.in_([c.payment_id for c in charges]))
+            )
+        }
+        customers = {
+            c.user_id: c
+            for c in session.scalars(
+                select(Customer).where(Customer.user_id.in_({c.user_id for c in charges}))
+            )
+        }
+        session.expunge_all()
+    cards: dict[uuid.UUID, tuple[str, str]] = {}
+    for charge in charges:
+        payment = payments[charge.payment_id]
+        customer = customers.get(charge.user_id)
+        if (
+            payment.amount != charge.amount
+            or payment.currency != charge.currency
+            or payment.user_id != charge.user_id
+        ):
+            answers[charge.payment_id] = PaymentConflict()
+        elif payment.is_final:
+            answers[charge.payment_id] = payment
+        elif customer is None or not (
+            customer.stripe_customer_id and customer.default_payment_method_id
+        ):
+            answers[charge.payment_id] = NoSavedCard()
+        else:
+            cards[charge.user_id] = (
+                customer.stripe_customer_id,
+                customer.default_payment_method_id,
+            )
+    return cards
+
+
+def _locked(session, charges: list[RenewalCharge]) -> dict[uuid.UUID, Payment]:
+    """The batch's payments, row-locked in id order (so two batches never wait on each other in
+    a circle)."""
+    return {
+        p.id: p
+        for p in session.scalars(
+            select(Payment)
+            .where(Payment.id.in_([c.payment_id for c in charges]))
+            .order_by(Payment.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    }
+
+
+def _create_intents(
+    db: Database,
+    gateway: Gateway,
+    calls: StripeCalls,
+    charges: list[RenewalCharge],
+    cards: dict[uuid.UUID, tuple[str, str]],
+    answers: dict[uuid.UUID, Answer],
+) -> list[RenewalCharge]:
+    """Step 1: intents for the payments that have none, created and committed under the rows'
+    locks (`service._ensure_intent`, for a batch). Returns the `unknown` payments' charges (left
+    to the single path)."""
+    if not charges:
+        return []
+    slow: list[RenewalCharge] = []
+    with db.transaction() as session:
+        payments = _locked(session, charges)
+        to_create: list[tuple[RenewalCharge, Payment]] = []
+        for charge in charges:
+            payment = payments.get(charge.payment_id)
+            if payment is None:
+                answers[charge.payment_id] = PaymentNotFound()
+            elif payment.is_final:
+                answers[charge.payment_id] = payment
+            elif payment.status == "unknown":
+                slow.append(charge)
+            elif payment.stripe_payment_intent_id is None:
+                to_create.append((charge, payment))
+
+        def create(item: tuple[RenewalCharge, Payment]) -> IntentState:
+            charge, payment = item
+            customer_id, payment_method_id = cards[charge.user_id]
+            return gateway.create_payment_intent(
+                payment_id=str(charge.payment_id),
+                customer_id=customer_id,
+                payment_method_id=payment_method_id,
+                amount=charge.amount,
+                currency=charge.currency,
+                description=charge.description,
+            )
+
+        for (charge, payment), intent in zip(to_create, calls.map(create, to_create), strict=True):
+            if isinstance(intent, PayApiError):
+                answers[charge.payment_id] = intent
+            elif isinstance(intent, Exception):
+                raise intent
+            else:
+                payment.stripe_payment_intent_id = intent.id
+                payment.stripe_status = intent.status
+    for charge in slow:
+        answers.pop(charge.payment_id, None)
+    return slow
+
+
+def _confirm_all(
+    db: Database,
+    gateway: Gateway,
+    calls: StripeCalls,
+    charges: list[RenewalCharge],
+    cards: dict[uuid.UUID, tuple[str, str]],
+    answers: dict[uuid.UUID, Answer],
+) -> None:
+    """Step 2: each payment still confirmable and whose attempt is new is confirmed once, the
+    confirmations sent side by side, every answer applied in the same transaction
+    (`service.charge_off_session` and `service._confirm`, for a batch)."""
+    if not charges:
+        return
+    with db.transaction() as session:
+        payments = _locked(session, charges)
+        to_confirm: list[tuple[Payment, str, str]] = []  # (payment, card, idempotency key)
+        for charge in charges:
+            payment = payments[charge.payment_id]
+            answers[charge.payment_id] = payment
+            if (
+                charge.attempt <= payment.off_session_attempt
+                or service._not_confirmable(payment) is not None
+                or payment.stripe_status == "requires_action"  # the user is authenticating it
+            ):
+                continue
+            _, payment_method_id = cards[charge.user_id]
+            payment.off_session_attempt = charge.attempt
+            payment.confirm_attempts += 1
+            payment.payment_method_id = payment_method_id
+            key = f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
+            failpoint(failpoints.BEFORE_CONFIRM, payment.id, payment.user_id)
+            to_confirm.append((payment, payment_method_id, key))
+
+        def confirm(item: tuple[Payment, str, str]) -> IntentState:
+            payment, payment_method_id, key = item
+            return gateway.confirm_payment_intent(
+                payment.stripe_payment_intent_id,
+                payment_method_id=payment_method_id,
+                idempotency_key=key,
+                off_session=True,
+            )
+
+        for (payment, _, _), intent in zip(to_confirm, calls.map(confirm, to_confirm), strict=True):
+            _apply_confirmation(session, gateway, payment, intent)
+
+
+def _apply_confirmation(session, gateway: Gateway, payment: Payment, intent) -> None:
+    """One confirmation's outcome, as `service._confirm` applies it."""
+    if isinstance(intent, GatewayRejected):
+        log.warning(
+            "stripe refused the confirmation",
+            extra={"payment_id": str(payment.id), "stripe_code": intent.stripe_code},
+        )
+        service._apply_stripe_now(session, gateway, payment)  # nothing was charged
+        return
+    if isinstance(intent, GatewayUnavailable):
+        log.warning(
+            "stripe's answer to the confirmation was lost",
+            extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
+        )
+        state.lost_confirmation(session, payment)
+        return
+    if isinstance(intent, Exception):
+        raise intent
+    failpoint(failpoints.AFTER_CONFIRM, payment.id, payment.user_id)
+    state.apply_intent(session, payment, intent)
+    log.info(
+        "payment confirmed at stripe",
+        extra={
+            "payment_id": str(payment.id),
+            "stripe_status": intent.status,
+            "attempt": payment.confirm_attempts,
+            "off_session": True,
+        },
+    )
