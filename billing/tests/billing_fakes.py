@@ -45,7 +45,7 @@ class FakePayApi:
     url: str = ""
     # Renewals: what the next off-session attempt of a payment meets ("succeeded", a decline
     # code such as "card_declined"/"lost_card", "authentication_required", "processing",
-    # "no_saved_card"); `renewal_default` for payments not named. The attempts pay_api confirmed.
+    # "no_saved_card", "gateway_unavailable"); `renewal_default` for payments not named. The attempts pay_api confirmed.
     renewal_default: str = "succeeded"
     renewal_outcomes: dict[str, str] = field(default_factory=dict)
     # The attempt is made (the card charged or declined), but its answer never reaches billing.
@@ -154,6 +154,8 @@ class FakePayApi:
         outcome = self.renewal_outcomes.get(pid, self.renewal_default)
         if outcome == "no_saved_card":
             return 409, {"code": "no_saved_card", "message": "none"}
+        if outcome == "gateway_unavailable":  # Stripe did not answer: nothing known, nothing done
+            return 503, {"code": "gateway_unavailable", "message": "Stripe did not answer"}
         confirmed = self.confirmed_attempts.setdefault(pid, [])
         if attempt not in confirmed and payment["status"] == "pending":
             confirmed.append(attempt)

@@ -297,6 +297,54 @@ async def test_pay_api_down_sends_the_same_attempt_again_and_it_is_confirmed_onc
     assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
 
 
+async def test_renewals_due_together_go_in_one_batch_each_answer_applied_on_its_own(billing):
+    subs = [await Subscriber.start(billing) for _ in range(3)]
+    paid, declined, unanswered = subs
+    due = max(s.end for s in subs) - timedelta(minutes=30)
+    billing.fake.mode = "down"
+    await work(billing, due)  # written; pay_api unreachable: nothing known, attempts not counted
+    written = {s: (await s.renewals())[0] for s in subs}
+    assert [r["charge_attempts"] for r in written.values()] == [0, 0, 0]
+    renewals = {s: r["id"] for s, r in written.items()}
+    billing.fake.mode = "ok"
+    billing.fake.renewal_outcomes[str(renewals[declined])] = "card_declined"
+    billing.fake.renewal_outcomes[str(renewals[unanswered])] = "gateway_unavailable"
+    batches = len(billing.fake.calls_to("POST", "/internal/v1/renewals/charges"))
+    await work(billing, due + timedelta(minutes=20))
+
+    calls = billing.fake.calls_to("POST", "/internal/v1/renewals/charges")[batches:]
+    sent = [{c["payment_id"] for c in call.body["charges"]} for call in calls]
+    assert any({str(r) for r in renewals.values()} <= ids for ids in sent), sent  # one call
+    assert (await paid.row())["status"] == "active"
+    assert (await paid.row())["current_period_end"] == paid.end + 30 * DAY
+    assert (await declined.row())["status"] == "past_due"
+    assert (await declined.renewals())[0]["charge_attempts"] == 1
+    # Stripe did not answer that one: unknown, so the same attempt goes again later.
+    waiting = (await unanswered.renewals())[0]
+    assert (waiting["charge_attempts"], waiting["status"]) == (0, "created")
+    assert waiting["next_charge_at"] > due + timedelta(minutes=20)
+    assert (await unanswered.row())["status"] == "active"
+
+    del billing.fake.renewal_outcomes[str(renewals[unanswered])]
+    await work(billing, unanswered.end)
+    (renewal,) = await unanswered.renewals()
+    assert (renewal["status"], renewal["charge_attempts"]) == ("succeeded", 1)
+    assert billing.fake.confirmed_attempts[str(renewal["id"])] == [1]
+    assert billing.fake.charges_sent(renewal["id"]) == [1, 1, 1]  # down, unanswered, paid
+
+
+async def test_a_batch_stays_within_a_twelfth_of_the_stripe_rate_cap(billing):
+    from billing.renewals.service import batch_size
+
+    settings = billing.resources.settings
+    assert batch_size(settings.model_copy(update={"renewal_max_per_second": 0})) == (
+        settings.renewal_batch_size
+    )
+    capped = settings.model_copy(update={"renewal_batch_size": 50, "renewal_max_per_second": 100})
+    assert batch_size(capped) == 8
+    assert batch_size(capped.model_copy(update={"renewal_max_per_second": 5})) == 1
+
+
 async def test_a_renewal_one_worker_holds_is_left_alone_by_another_on_a_moved_clock(billing):
     """Found by the chaos run: its test clock moves a day a second, so two workers' passes read
     times a day apart, and a lease counted in billing's time let the second charge a renewal the
