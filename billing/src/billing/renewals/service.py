@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
+from billing.db import lock_rows
 from billing.metrics import RENEWAL_ATTEMPTS, RENEWAL_SUBSCRIPTIONS
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
@@ -176,9 +177,12 @@ def _charge_item(settings: Settings, payment: Payment, attempt: int) -> dict:
 
 @dataclass
 class _Asked:
-    """What pay_api said about one renewal of a batch: its payment, a refusal (4xx code), or
-    nothing (no answer, or an error whose outcome is unknown: the same attempt goes again)."""
+    """What pay_api said about one renewal of a batch — its payment, a refusal (4xx code), or
+    nothing (no answer, or an error whose outcome is unknown: the same attempt goes again) — and
+    the attempt number asked (read before asking: another worker that took the renewal after
+    this one's lease ran out sent the same number, and both record that one)."""
 
+    attempt: int
     answer: dict | None = None
     refused: str | None = None
 
@@ -200,7 +204,7 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
             await session.scalars(select(Payment).where(Payment.id.in_(payment_ids))),
             key=lambda p: p.id,
         )
-    asked = {p.id: _Asked() for p in payments}
+    asked = {p.id: _Asked(attempt=p.charge_attempts + 1) for p in payments}
     to_charge = []
     for payment in payments:
         if payment.amount == 0:
@@ -215,7 +219,7 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
             f"{settings.redis_prefix}renewal_stripe_rate",
             settings.renewal_max_per_second,
         ).wait(STRIPE_REQUESTS_PER_CHARGE * len(to_charge))
-        items = [_charge_item(settings, p, p.charge_attempts + 1) for p in to_charge]
+        items = [_charge_item(settings, p, asked[p.id].attempt) for p in to_charge]
         try:
             results = await resources.pay_api.charge_renewals(items)
         except PayApiRejected as exc:  # the whole batch refused: a bug of ours, not the user's
@@ -227,6 +231,10 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
                 _read_result(asked[payment.id], payment.id, result)
     try:
         async with resources.sessionmaker() as session:
+            # Every row the answers touch, locked up front in two statements (payments, then
+            # their subscriptions, each in id order: as every single path locks them).
+            await lock_rows(session, Payment, [p.id for p in payments])
+            await lock_rows(session, Subscription, [p.subscription_id for p in payments])
             outcomes = [
                 await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
                 for p in payments
@@ -282,8 +290,8 @@ async def _apply_attempt(
         payment.next_charge_at = now + _backoff(settings, payment)
         payment.check_attempts += 1
         return "error"
-    attempt = payment.charge_attempts + 1
-    payment.charge_attempts = attempt
+    attempt = asked.attempt
+    payment.charge_attempts = max(payment.charge_attempts, attempt)
     payment.check_attempts = 0
     subscription = await lock_subscription(session, payment.subscription_id)
     if asked.answer is not None:
