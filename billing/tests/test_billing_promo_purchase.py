@@ -414,8 +414,39 @@ async def test_the_renewal_job_applies_the_code_for_as_long_as_it_lasts(
         got.append(renewal["amount"])
         if renewal["amount"] == 0:
             assert len(billing.fake.calls_to("POST", "/internal/v1/payments")) == registrations
+            assert billing.fake.charges_sent(renewal["id"]) == []  # nothing to charge
     assert got == renewal_nets
     status = await billing.scalar(
         "SELECT status FROM subscriptions WHERE id = :s", s=subscription_id
     )
     assert status == "active"
+
+
+async def test_the_renewal_job_prices_each_renewal_of_a_batch_on_its_own(billing):
+    """Renewals written together: a user's personal discount applies to theirs only; a user with
+    a discount that ended, or none, pays the plan's price."""
+    plan_id = await billing.put_plan(price_amount=1000, period_unit="day", period_count=30)
+    discounted, lapsed, plain = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await put_personal(billing, discounted, percent_off=20)
+    subscriptions = {}
+    for user in (discounted, lapsed, plain):
+        purchase = await bought(billing, user, plan_id)
+        if purchase["payment"]["status"] != "succeeded":
+            await billing.event(purchase["payment"], "succeeded")
+        subscriptions[user] = purchase["subscription"]["id"]
+    end = await billing.scalar(
+        "SELECT max(current_period_end) FROM subscriptions WHERE id = ANY(:s)",
+        s=[uuid.UUID(s) for s in subscriptions.values()],
+    )
+    until = (end - timedelta(days=1)).isoformat()  # over before the renewal's period starts
+    await put_personal(billing, lapsed, percent_off=50, valid_until=until)
+    done = await billing.work(now=end - timedelta(minutes=30))
+    assert -1 not in done.values(), done
+    amounts = {}
+    for user, subscription_id in subscriptions.items():
+        amounts[user] = await billing.scalar(
+            "SELECT json_build_array(amount, discount_amount) FROM payments"
+            " WHERE subscription_id = :s AND kind = 'renewal'",
+            s=uuid.UUID(subscription_id),
+        )
+    assert amounts == {discounted: [800, 200], lapsed: [1000, 0], plain: [1000, 0]}

@@ -297,6 +297,33 @@ class PeriodPrice:
     promo_code: str | None
 
 
+async def may_discount(
+    *, session: AsyncSession, subscriptions: list[Subscription]
+) -> set[uuid.UUID]:
+    """Of `subscriptions`, those a discount may touch at their next period (a redeemed code, or
+    an active personal discount of their user): two queries for a batch of renewals, so that only
+    these need `period_price`'s questions — the others cost the full price."""
+    if not subscriptions:
+        return set()
+    ids = [s.id for s in subscriptions]
+    redeemed = set(
+        await session.scalars(
+            select(Redemption.subscription_id).where(
+                Redemption.subscription_id.in_(ids), Redemption.status == "confirmed"
+            )
+        )
+    )
+    users = set(
+        await session.scalars(
+            select(PersonalDiscount.user_id).where(
+                PersonalDiscount.user_id.in_({s.user_id for s in subscriptions}),
+                PersonalDiscount.active,
+            )
+        )
+    )
+    return {s.id for s in subscriptions if s.id in redeemed or s.user_id in users}
+
+
 async def period_price(
     *,
     session: AsyncSession,

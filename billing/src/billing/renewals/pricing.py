@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.plans.models import Plan
-from billing.promotions.service import period_price
+from billing.promotions import pricing
+from billing.promotions.service import may_discount, period_price
 from billing.subscriptions.models import Subscription
 
 
@@ -44,3 +46,28 @@ async def renewal_amount(*, session: AsyncSession, subscription: Subscription) -
         discount_amount=charge.price.discount,
         promo_code=charge.promo_code,
     )
+
+
+async def renewal_amounts(
+    *, session: AsyncSession, subscriptions: list[Subscription]
+) -> dict[uuid.UUID, RenewalPrice]:
+    """`renewal_amount` for a batch: the subscriptions no discount can touch (`may_discount`)
+    cost their plan's full price, the rest are asked one by one."""
+    discountable = await may_discount(session=session, subscriptions=subscriptions)
+    prices: dict[uuid.UUID, RenewalPrice] = {}
+    for subscription in subscriptions:
+        if subscription.id in discountable:
+            prices[subscription.id] = await renewal_amount(
+                session=session, subscription=subscription
+            )
+            continue
+        plan = await session.get(Plan, subscription.plan_id)
+        price, _ = pricing.best(plan.price_amount, plan.currency, [None])
+        prices[subscription.id] = RenewalPrice(
+            amount=price.net,
+            currency=plan.currency,
+            description=f"{plan.name} ({plan.period_count} {plan.period_unit}), renewal",
+            gross_amount=price.gross,
+            discount_amount=price.discount,
+        )
+    return prices

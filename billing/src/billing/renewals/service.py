@@ -30,7 +30,7 @@ from billing.payments.service import lock_payment, lock_subscription
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.renewals import transitions
 from billing.renewals.policy import NO_SAVED_CARD, OUTCOME_LABELS, Outcome, RenewalPolicy
-from billing.renewals.pricing import renewal_amount
+from billing.renewals.pricing import RenewalPrice, renewal_amounts
 from billing.renewals.rate import STRIPE_REQUESTS_PER_CHARGE, StripeRate
 from billing.resources import Resources
 from billing.settlement.answers import PaymentReport, apply_payment_report
@@ -98,52 +98,56 @@ async def write_due(resources: Resources, now: datetime) -> int:
             ~exists().where(*_current_renewal(Subscription)),
             order_by=Subscription.current_period_end,
         )
-        for subscription in due:
-            written += await _write_renewal(session, subscription, now=now, resources=resources)
+        if due:
+            prices = await renewal_amounts(session=session, subscriptions=due)
+            rows = [_renewal_row(s, prices[s.id], now=now, settings=settings) for s in due]
+            written = len(
+                list(
+                    await session.scalars(
+                        insert(Payment)
+                        .values(rows)
+                        .on_conflict_do_nothing(
+                            index_elements=["subscription_id", "period_start"],
+                            index_where=text("kind = 'renewal'"),
+                        )
+                        .returning(Payment.id)
+                    )
+                )
+            )
         await session.commit()
     return written
 
 
-async def _write_renewal(
-    session: AsyncSession, subscription: Subscription, *, now: datetime, resources: Resources
-) -> int:
-    settings = resources.settings
+def _renewal_row(
+    subscription: Subscription, price: RenewalPrice, *, now: datetime, settings: Settings
+) -> dict:
+    """The renewal payment of the subscription's next period, as a row to insert."""
     policy = RenewalPolicy.from_settings(settings)
-    price = await renewal_amount(session=session, subscription=subscription)
     start = subscription.current_period_end
     payment_id = uuid.uuid4()
-    inserted = await session.scalar(
-        insert(Payment)
-        .values(
-            id=payment_id,
-            user_id=subscription.user_id,
-            subscription_id=subscription.id,
-            plan_id=subscription.plan_id,
-            kind="renewal",
-            status="created",
-            **asdict(price),
-            refunded_amount=0,
-            payment_url=settings.payment_url_for(str(payment_id)),
-            period_start=start,
-            period_end=period_end(
-                start, unit=subscription.period_unit, count=subscription.period_count
-            ),
-            # Unpaid when grace ends: canceled at Stripe (expire_payments), never charged later.
-            expires_at=policy.grace_until(start),
-            next_check_at=now + timedelta(seconds=settings.reconcile_base_seconds),
-            next_charge_at=max(policy.due_at(start), now),
-            charge_attempts=0,
-            check_attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["subscription_id", "period_start"],
-            index_where=text("kind = 'renewal'"),
-        )
-        .returning(Payment.id)
+    return dict(
+        id=payment_id,
+        user_id=subscription.user_id,
+        subscription_id=subscription.id,
+        plan_id=subscription.plan_id,
+        kind="renewal",
+        status="created",
+        **asdict(price),
+        refunded_amount=0,
+        payment_url=settings.payment_url_for(str(payment_id)),
+        period_start=start,
+        period_end=period_end(
+            start, unit=subscription.period_unit, count=subscription.period_count
+        ),
+        # Unpaid when grace ends: canceled at Stripe (expire_payments), never charged later.
+        expires_at=policy.grace_until(start),
+        next_check_at=now + timedelta(seconds=settings.reconcile_base_seconds),
+        next_charge_at=max(policy.due_at(start), now),
+        charge_attempts=0,
+        check_attempts=0,
+        created_at=now,
+        updated_at=now,
     )
-    return 1 if inserted is not None else 0
 
 
 def batch_size(settings: Settings) -> int:
