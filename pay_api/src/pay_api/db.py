@@ -24,7 +24,8 @@ NAMING_CONVENTION = {
 
 
 # Where outbox.py notes the rows a transaction wrote (read back after the commit).
-OUTBOX_IDS_KEY = "pay_api.outbox_ids"
+# The outbox rows a transaction wrote (their ids, known once it committed, go to `after_commit`).
+OUTBOX_IDS_KEY = "pay_api.outbox_messages"
 OUTBOX_SUBJECTS_KEY = "pay_api.outbox_subjects"  # what those rows are about (for crash points)
 
 
@@ -60,7 +61,7 @@ class Database:
         with self._sessions() as session:
             with session.begin():
                 yield session
-            outbox_ids = session.info.pop(OUTBOX_IDS_KEY, [])
+            outbox_ids = [message.id for message in session.info.pop(OUTBOX_IDS_KEY, [])]
             subjects = session.info.pop(OUTBOX_SUBJECTS_KEY, set())
         if outbox_ids:
             failpoint(failpoints.AFTER_COMMIT, *subjects)

@@ -75,9 +75,8 @@ def _add(
         payload=payload,
         request_id=request_id or current_request_id(),
     )
-    session.add(message)
-    session.flush()
-    session.info.setdefault(OUTBOX_IDS_KEY, []).append(message.id)
+    session.add(message)  # inserted with the commit's flush (a batch's rows in one statement)
+    session.info.setdefault(OUTBOX_IDS_KEY, []).append(message)
     session.info.setdefault(OUTBOX_SUBJECTS_KEY, set()).update(str(s) for s in subjects)
     return message
 

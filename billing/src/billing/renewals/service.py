@@ -28,6 +28,7 @@ from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
 from billing.payments.service import lock_payment, lock_subscription
 from billing.payments.state import OPEN_PAYMENT_STATUSES
+from billing.plans.models import Plan
 from billing.renewals import transitions
 from billing.renewals.policy import NO_SAVED_CARD, OUTCOME_LABELS, Outcome, RenewalPolicy
 from billing.renewals.pricing import RenewalPrice, renewal_amounts
@@ -236,14 +237,24 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
     try:
         async with resources.sessionmaker() as session:
             # Every row the answers touch, locked up front in two statements (payments, then
-            # their subscriptions, each in id order: as every single path locks them).
-            await lock_rows(session, Payment, [p.id for p in payments])
-            await lock_rows(session, Subscription, [p.subscription_id for p in payments])
+            # their subscriptions, each in id order: as every single path locks them), and the
+            # plans the emails name — held here, as the session keeps only weak references to
+            # rows nobody changed, and would read each again for every renewal.
+            held = (
+                await lock_rows(session, Payment, [p.id for p in payments]),
+                await lock_rows(session, Subscription, [p.subscription_id for p in payments]),
+                list(
+                    await session.scalars(
+                        select(Plan).where(Plan.id.in_({p.plan_id for p in payments}))
+                    )
+                ),
+            )
             outcomes = [
                 await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
                 for p in payments
             ]
             await commit(session, resources.access_cache)
+            del held
     except Exception:
         logger.warning(
             "renewal answers could not be applied together; applying them one by one",
