@@ -104,14 +104,16 @@ async def write_due(resources: Resources, now: datetime) -> int:
             rows = [_renewal_row(s, prices[s.id], now=now, settings=settings) for s in due]
             written = len(
                 list(
+                    # Parameters as a list (not `.values(rows)`): one statement compiled once
+                    # and cached, its rows sent as one multi-row INSERT.
                     await session.scalars(
                         insert(Payment)
-                        .values(rows)
                         .on_conflict_do_nothing(
                             index_elements=["subscription_id", "period_start"],
                             index_where=text("kind = 'renewal'"),
                         )
-                        .returning(Payment.id)
+                        .returning(Payment.id),
+                        rows,
                     )
                 )
             )
