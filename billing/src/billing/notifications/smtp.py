@@ -7,20 +7,30 @@ Production: a real SMTP relay (BILLING_SMTP_HOST/PORT, STARTTLS and credentials 
 from __future__ import annotations
 
 import smtplib
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.mime.text import MIMEText
 from email.utils import make_msgid
 
 from billing.config import Settings
 
+# UTF-8 text, quoted-printable: readable in any mail tool. Built with the classic `MIMEText`
+# rather than `EmailMessage`: a seventh of the CPU per message (bench/README.md, renewals).
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
 
-def _message(settings: Settings, payload: dict) -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = settings.sender_address
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _message(settings: Settings, payload: dict) -> MIMEText:
+    message = MIMEText(payload["text"], "plain", _UTF8)
+    message["From"] = _header(settings.sender_address)
     message["To"] = payload["to"]
-    message["Subject"] = payload["subject"]
+    message["Subject"] = _header(payload["subject"])
     message["Message-ID"] = make_msgid(domain="cinema.billing")
     message["X-Cinema-Kind"] = payload["kind"]
-    message.set_content(payload["text"])
     return message
 
 
