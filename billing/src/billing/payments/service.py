@@ -204,7 +204,10 @@ async def _on_succeeded(
         .on_conflict_do_nothing(index_elements=["payment_id"], index_where=text("kind = 'charge'"))
     )
     payment.succeeded_at = now
-    await redemptions.settle(session, payment_id=payment.id, payment_status="succeeded", now=now)
+    if payment.kind != "renewal":  # a code is redeemed with a first payment, never a renewal
+        await redemptions.settle(
+            session, payment_id=payment.id, payment_status="succeeded", now=now
+        )
     subscription = await lock_subscription(session, payment.subscription_id)
     if payment.kind == "renewal":
         await renewals.on_paid(
@@ -241,7 +244,10 @@ async def _on_succeeded(
 async def _on_unpaid(
     session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
 ) -> None:
-    await redemptions.settle(session, payment_id=payment.id, payment_status=payment.status, now=now)
+    if payment.kind != "renewal":  # a code is redeemed with a first payment, never a renewal
+        await redemptions.settle(
+            session, payment_id=payment.id, payment_status=payment.status, now=now
+        )
     subscription = await lock_subscription(session, payment.subscription_id)
     if payment.kind == "renewal":
         await renewals.on_unpaid(

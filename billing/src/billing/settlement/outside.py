@@ -77,6 +77,8 @@ async def record_refunded_outside(
     billing's refunds at all (a lost answer, a late event), only on what is already recorded."""
     if payment.status not in REFUNDABLE_STATUSES:
         return False
+    if refunded_outside == 0:
+        return False  # nothing refunded outside: nothing can be missing (no query needed)
     if refunded_outside is not None:
         missing = refunded_outside - await recorded_outside(session, payment.id)
     else:

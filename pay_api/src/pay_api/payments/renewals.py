@@ -273,6 +273,13 @@ def _confirm_all(
         return
     with db.transaction() as session:
         payments = _locked(session, charges)
+        # The users' Customers, held in this session: applying each answer checks the intent's
+        # customer (verification.py) from here, not with a query (and a flush) per payment.
+        customers = list(
+            session.scalars(
+                select(Customer).where(Customer.user_id.in_({c.user_id for c in charges}))
+            )
+        )
         to_confirm: list[tuple[Payment, str, str]] = []  # (payment, card, idempotency key)
         for charge in charges:
             payment = payments[charge.payment_id]
@@ -302,6 +309,7 @@ def _confirm_all(
 
         for (payment, _, _), intent in zip(to_confirm, calls.map(confirm, to_confirm), strict=True):
             _apply_confirmation(session, gateway, payment, intent)
+        del customers
 
 
 def _apply_confirmation(session, gateway: Gateway, payment: Payment, intent) -> None:
