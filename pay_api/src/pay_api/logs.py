@@ -44,6 +44,10 @@ def configure_logging(level: str = "INFO") -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call is noise
+    # The SDK's two lines per Stripe request ("Request to Stripe api", "Stripe API response")
+    # repeat what our own lines say about each payment, and cost a sixth of pay_api's CPU in a
+    # batch of renewals (bench/README.md); its warnings and errors still come through.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 def current_request_id() -> str | None:
