@@ -47,6 +47,7 @@ import secrets
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +132,34 @@ CHECKS = {
     "renewal receipts queued (email outbox)": """
         SELECT count(*) FROM outbox WHERE topic = 'email'""",
 }
+
+
+class Vacuum(threading.Thread):
+    """Autovacuum's work, done by hand when the server runs with `autovacuum = off` (this
+    machine's PostgreSQL does; production runs it on): `VACUUM (ANALYZE)` of both databases every
+    `every` seconds during a run, over connections that stay open, so that its CPU counts in the
+    PostgreSQL column. Without it, every renewal leaves dead rows (payments, subscriptions, the
+    outboxes) that no one removes, and the partial indexes the workers scan fill with them: the
+    rate falls the longer a run lasts (bench/README.md)."""
+
+    def __init__(self, urls: list[str], every: float) -> None:
+        super().__init__(name="vacuum", daemon=True)
+        self.connections = [psycopg.connect(url, autocommit=True) for url in urls]
+        self.every = every
+        self.stopped = threading.Event()
+        self.rounds = 0
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.every):
+            for conn in self.connections:
+                conn.execute("VACUUM (ANALYZE)")
+            self.rounds += 1
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+        for conn in self.connections:
+            conn.close()
 
 
 @dataclass
@@ -337,6 +366,13 @@ class Bench:
             end = self.seed(size)
             self.stack("start", "billing", "pay_api", "pay_api-worker", "billing-worker", env=env)
             time.sleep(3)  # the workers' first passes (nothing is due yet)
+            vacuum = None
+            if self.sql(self.billing_db, "SHOW autovacuum")[0][0] == "off":
+                vacuum = Vacuum(
+                    [f"{self.server}/{self.billing_db}", f"{self.server}/{self.pay_api_db}"],
+                    every=60,
+                )
+                vacuum.start()
             before = self.cpu()
             started = time.monotonic()
             answer = httpx.post(
@@ -376,6 +412,13 @@ class Bench:
             result.renewed = renewed
             done = time.monotonic()
             after = self.cpu()
+            if vacuum is not None:
+                vacuum.stop()
+                print(
+                    f"  autovacuum is off on this server: VACUUM (ANALYZE) of both databases "
+                    f"every {vacuum.every:.0f} s instead ({vacuum.rounds} rounds)",
+                    flush=True,
+                )
             self.stack("stop", "billing-worker", env=env)
             result.seconds_from_first = done - (first or started)
             result.seconds_from_clock = done - started

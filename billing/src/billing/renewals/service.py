@@ -48,7 +48,8 @@ def _inline(value: str):
     are prepared, and PostgreSQL's generic plan of a prepared statement can use a partial index
     (`ix_payments_renewal_next_charge`, `uq_payments_renewal_period`,
     `ix_subscriptions_period_end_paid`) only when the constants its predicate names are in the
-    text — with parameters it scanned every due row, every pass (found with 100k due)."""
+    text (with parameters, the generic plan of the write-ahead query below scanned every due
+    subscription each pass: found with 100k due)."""
     return literal(value, literal_execute=True)
 
 
