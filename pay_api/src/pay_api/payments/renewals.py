@@ -28,7 +28,6 @@ fails the others.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,24 +37,18 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from pay_api import failpoints
 from pay_api.db import Database
 from pay_api.errors import (
-    GatewayRejected,
-    GatewayUnavailable,
     NoSavedCard,
     PayApiError,
     PaymentConflict,
     PaymentNotFound,
 )
-from pay_api.failpoints import failpoint
 from pay_api.gateway import Gateway, IntentState
 from pay_api.logs import current_request_id
-from pay_api.payments import service, state
+from pay_api.payments import service
 from pay_api.payments.models import Customer, Payment
 from pay_api.payments.schemas import PriceShown
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -292,10 +285,7 @@ def _confirm_all(
                 continue
             _, payment_method_id = cards[charge.user_id]
             payment.off_session_attempt = charge.attempt
-            payment.confirm_attempts += 1
-            payment.payment_method_id = payment_method_id
-            key = f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
-            failpoint(failpoints.BEFORE_CONFIRM, payment.id, payment.user_id)
+            key = service.count_confirmation(payment, payment_method_id)
             to_confirm.append((payment, payment_method_id, key))
 
         def confirm(item: tuple[Payment, str, str]) -> IntentState:
@@ -307,37 +297,8 @@ def _confirm_all(
                 off_session=True,
             )
 
-        for (payment, _, _), intent in zip(to_confirm, calls.map(confirm, to_confirm), strict=True):
-            _apply_confirmation(session, gateway, payment, intent)
+        for (payment, _, _), outcome in zip(
+            to_confirm, calls.map(confirm, to_confirm), strict=True
+        ):
+            service.apply_confirmation(session, gateway, payment, outcome, off_session=True)
         del customers
-
-
-def _apply_confirmation(session, gateway: Gateway, payment: Payment, intent) -> None:
-    """One confirmation's outcome, as `service._confirm` applies it."""
-    if isinstance(intent, GatewayRejected):
-        log.warning(
-            "stripe refused the confirmation",
-            extra={"payment_id": str(payment.id), "stripe_code": intent.stripe_code},
-        )
-        service._apply_stripe_now(session, gateway, payment)  # nothing was charged
-        return
-    if isinstance(intent, GatewayUnavailable):
-        log.warning(
-            "stripe's answer to the confirmation was lost",
-            extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
-        )
-        state.lost_confirmation(session, payment)
-        return
-    if isinstance(intent, Exception):
-        raise intent
-    failpoint(failpoints.AFTER_CONFIRM, payment.id, payment.user_id)
-    state.apply_intent(session, payment, intent)
-    log.info(
-        "payment confirmed at stripe",
-        extra={
-            "payment_id": str(payment.id),
-            "stripe_status": intent.status,
-            "attempt": payment.confirm_attempts,
-            "off_session": True,
-        },
-    )

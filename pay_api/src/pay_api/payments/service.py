@@ -453,28 +453,51 @@ def _confirm(
     off_session: bool,
 ) -> ChargeAnswer:
     """Step 2's confirmation (row lock held) and Stripe's answer applied in the same transaction."""
-    intent_id = payment.stripe_payment_intent_id
+    idempotency_key = count_confirmation(payment, payment_method_id)
+    try:
+        outcome: IntentState | GatewayRejected | GatewayUnavailable = (
+            gateway.confirm_payment_intent(
+                payment.stripe_payment_intent_id,
+                payment_method_id=payment_method_id,
+                idempotency_key=idempotency_key,
+                off_session=off_session,
+            )
+        )
+    except (GatewayRejected, GatewayUnavailable) as exc:
+        outcome = exc
+    intent = apply_confirmation(session, gateway, payment, outcome, off_session=off_session)
+    if intent is None:
+        return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
+    return _answer(payment, intent)
+
+
+def count_confirmation(payment: Payment, payment_method_id: str) -> str:
+    """Before a confirmation is sent (row lock held): the attempt counted, the card recorded;
+    its Idempotency-Key (payment id + attempt + card)."""
     payment.confirm_attempts += 1
     payment.payment_method_id = payment_method_id
-    idempotency_key = (
-        f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
-    )
     failpoint(failpoints.BEFORE_CONFIRM, payment.id, payment.user_id)
-    try:
-        intent = gateway.confirm_payment_intent(
-            intent_id,
-            payment_method_id=payment_method_id,
-            idempotency_key=idempotency_key,
-            off_session=off_session,
-        )
-    except GatewayRejected as exc:
+    return f"pay_api-pi-confirm-{payment.id}-{payment.confirm_attempts}-{payment_method_id}"
+
+
+def apply_confirmation(
+    session: Session,
+    gateway: Gateway,
+    payment: Payment,
+    outcome: IntentState | Exception,
+    *,
+    off_session: bool,
+) -> IntentState | None:
+    """A confirmation's outcome applied in the transaction that sent it (row lock held): Stripe's
+    view of the intent as applied, or None when Stripe's answer was lost."""
+    if isinstance(outcome, GatewayRejected):
         log.warning(
             "stripe refused the confirmation",
-            extra={"payment_id": str(payment.id), "stripe_code": exc.stripe_code},
+            extra={"payment_id": str(payment.id), "stripe_code": outcome.stripe_code},
         )
         # Refused for another reason than the intent's state: nothing was charged.
-        return _answer(payment, _apply_stripe_now(session, gateway, payment))
-    except GatewayUnavailable:
+        return _apply_stripe_now(session, gateway, payment)
+    if isinstance(outcome, GatewayUnavailable):
         # Stripe may or may not have charged: say so (in the same transaction, with the
         # attempt counted) instead of rolling back to a `pending` that invites paying again.
         log.warning(
@@ -482,19 +505,21 @@ def _confirm(
             extra={"payment_id": str(payment.id), "attempt": payment.confirm_attempts},
         )
         state.lost_confirmation(session, payment)
-        return ChargeAnswer("processing", message=CHECKING_WITH_THE_BANK)
+        return None
+    if isinstance(outcome, Exception):
+        raise outcome
     failpoint(failpoints.AFTER_CONFIRM, payment.id, payment.user_id)
-    state.apply_intent(session, payment, intent)
+    state.apply_intent(session, payment, outcome)
     log.info(
         "payment confirmed at stripe",
         extra={
             "payment_id": str(payment.id),
-            "stripe_status": intent.status,
+            "stripe_status": outcome.status,
             "attempt": payment.confirm_attempts,
             "off_session": off_session,
         },
     )
-    return _answer(payment, intent)
+    return outcome
 
 
 def sync(*, db: Database, gateway: Gateway, payment_id: uuid.UUID) -> ChargeAnswer:
