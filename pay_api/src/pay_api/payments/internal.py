@@ -105,19 +105,7 @@ def charge_renewals():
         db=ext.db(),
         gateway=ext.gateway(),
         calls=ext.stripe_calls(),
-        charges=[
-            renewals.RenewalCharge(
-                payment_id=c.payment_id,
-                user_id=c.user_id,
-                amount=c.amount,
-                currency=c.currency,
-                description=c.description,
-                return_url=c.return_url,
-                price_shown=c.price_shown(),
-                attempt=c.attempt,
-            )
-            for c in data.charges
-        ],
+        charges=data.charges,
     )
     results = []
     for charge, answer in zip(data.charges, answers, strict=True):

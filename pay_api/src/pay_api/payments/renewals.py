@@ -31,7 +31,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import TypeVar
 
 from sqlalchemy import select
@@ -48,23 +47,9 @@ from pay_api.gateway import Gateway, IntentState
 from pay_api.logs import current_request_id
 from pay_api.payments import service
 from pay_api.payments.models import Customer, Payment
-from pay_api.payments.schemas import PriceShown
+from pay_api.payments.schemas import RenewalChargeIn
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RenewalCharge:
-    """One item of billing's batch: the payment to register (if new) and the attempt."""
-
-    payment_id: uuid.UUID
-    user_id: uuid.UUID
-    amount: int
-    currency: str
-    description: str
-    return_url: str | None
-    price_shown: PriceShown
-    attempt: int
 
 
 Answer = Payment | PayApiError
@@ -97,7 +82,7 @@ class StripeCalls:
 
 
 def charge_renewals(
-    *, db: Database, gateway: Gateway, calls: StripeCalls, charges: list[RenewalCharge]
+    *, db: Database, gateway: Gateway, calls: StripeCalls, charges: list[RenewalChargeIn]
 ) -> list[Answer]:
     """Charge each renewal of the batch off-session as its `attempt`; an answer per item, in
     order (see the module docstring)."""
@@ -119,7 +104,7 @@ def charge_renewals(
 
 
 def _register(
-    db: Database, charges: list[RenewalCharge], answers: dict[uuid.UUID, Answer]
+    db: Database, charges: list[RenewalChargeIn], answers: dict[uuid.UUID, Answer]
 ) -> dict[uuid.UUID, tuple[str, str]]:
     """Step 0: the payments registered (new ones inserted, known ones checked against the item)
     and each user's saved card; answers what is already over. Returns {user: (customer, card)}."""
@@ -135,9 +120,9 @@ def _register(
                     currency=c.currency,
                     description=c.description,
                     return_url=c.return_url,
-                    gross_amount=c.price_shown.gross_amount,
-                    discount_amount=c.price_shown.discount_amount,
-                    promo_code=c.price_shown.promo_code,
+                    gross_amount=c.gross_amount,
+                    discount_amount=c.discount_amount,
+                    promo_code=c.promo_code,
                     status="pending",
                     confirm_attempts=0,
                     amount_refunded=0,
@@ -183,7 +168,7 @@ def _register(
     return cards
 
 
-def _locked(session, charges: list[RenewalCharge]) -> dict[uuid.UUID, Payment]:
+def _locked(session, charges: list[RenewalChargeIn]) -> dict[uuid.UUID, Payment]:
     """The batch's payments, row-locked in id order (so two batches never wait on each other in
     a circle)."""
     return {
@@ -202,19 +187,19 @@ def _create_intents(
     db: Database,
     gateway: Gateway,
     calls: StripeCalls,
-    charges: list[RenewalCharge],
+    charges: list[RenewalChargeIn],
     cards: dict[uuid.UUID, tuple[str, str]],
     answers: dict[uuid.UUID, Answer],
-) -> list[RenewalCharge]:
+) -> list[RenewalChargeIn]:
     """Step 1: intents for the payments that have none, created and committed under the rows'
     locks (`service._ensure_intent`, for a batch). Returns the `unknown` payments' charges (left
     to the single path)."""
     if not charges:
         return []
-    slow: list[RenewalCharge] = []
+    slow: list[RenewalChargeIn] = []
     with db.transaction() as session:
         payments = _locked(session, charges)
-        to_create: list[tuple[RenewalCharge, Payment]] = []
+        to_create: list[tuple[RenewalChargeIn, Payment]] = []
         for charge in charges:
             payment = payments.get(charge.payment_id)
             if payment is None:
@@ -226,7 +211,7 @@ def _create_intents(
             elif payment.stripe_payment_intent_id is None:
                 to_create.append((charge, payment))
 
-        def create(item: tuple[RenewalCharge, Payment]) -> IntentState:
+        def create(item: tuple[RenewalChargeIn, Payment]) -> IntentState:
             charge, payment = item
             customer_id, payment_method_id = cards[charge.user_id]
             return gateway.create_payment_intent(
@@ -255,7 +240,7 @@ def _confirm_all(
     db: Database,
     gateway: Gateway,
     calls: StripeCalls,
-    charges: list[RenewalCharge],
+    charges: list[RenewalChargeIn],
     cards: dict[uuid.UUID, tuple[str, str]],
     answers: dict[uuid.UUID, Answer],
 ) -> None:
