@@ -130,6 +130,40 @@ async def test_events_of_one_payment_apply_in_the_order_given(billing):
     assert (await billing.payment(user, payment["id"]))["status"] == "succeeded"
 
 
+async def test_a_batch_of_news_billing_already_has_only_fills_the_inbox(billing):
+    """pay_api's deferred events of renewals billing's worker already applied: nothing moves,
+    each id goes into the inbox (so a repeat is a duplicate), each answers `applied: false`."""
+    paid = []
+    for price in (700, 900):
+        user, purchase = await bought(billing, price_amount=price)
+        payment = purchase["payment"]
+        assert (await send(billing, [event(payment, "succeeded")])).json()["results"][0]["applied"]
+        paid.append((user, payment))
+    before = await billing.table_counts()
+    again = [event(payment, "succeeded") for _, payment in paid]
+    results = (await send(billing, again)).json()["results"]
+    assert results == [{"event_id": e["event_id"], "applied": False} for e in again]
+    assert await processed(billing, [e["event_id"] for e in again]) == 2
+    after = await billing.table_counts()
+    assert after["processed_events"] - before["processed_events"] == 2
+    assert {k: v for k, v in after.items() if k != "processed_events"} == {
+        k: v for k, v in before.items() if k != "processed_events"
+    }
+    # The same ids again: duplicates, still nothing moves.
+    assert (await send(billing, again)).json()["results"] == results
+    assert (await billing.table_counts())["processed_events"] == after["processed_events"]
+
+    # One event in the batch carries news (a refund made at Stripe's Dashboard): the batch is
+    # applied in full, and that refund is recorded.
+    (user, refunded), (_, other) = paid
+    news = [event(refunded, "succeeded", amount_refunded=300, refunded_outside=300),
+            event(other, "succeeded")]  # fmt: skip
+    results = (await send(billing, news)).json()["results"]
+    assert [r["applied"] for r in results] == [True, False]
+    assert (await billing.payment(user, refunded["id"]))["status"] == "partially_refunded"
+    assert (await billing.table_counts())["refunds"] == before["refunds"] + 1
+
+
 @pytest.mark.parametrize(
     ("sqlstate", "status", "code"),
     [

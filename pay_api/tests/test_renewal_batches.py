@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import timedelta
 
 import pytest
+from pay_api.outbox import OutboxMessage
 from pay_api.payments.models import Payment
 from sqlalchemy import func, select
 
@@ -162,3 +164,39 @@ def test_a_batch_needs_billings_token(api):
     assert api.client.post(CHARGES, json=body).status_code == 401
     other = api.client.post(CHARGES, json=body, headers=auth(iss="admin"))
     assert other.status_code in (401, 403)
+
+
+def test_the_events_of_answered_renewals_wait_while_a_single_charges_go_at_once(api, db):
+    """Billing applies a batch's answers itself: their events (the safety net for an answer it
+    lost) wait PAY_API_OUTBOX_ANSWERED_DELAY (30 s) and are not offered for immediate delivery;
+    the single call's event goes at once, as before."""
+    offered: list[int] = []
+    db.after_commit.append(offered.extend)
+    try:
+        batch_user = subscribed_user(api, "4242424242424242")
+        batched = item(batch_user)
+        results = results_by_payment(charge_batch(api, [batched]))
+        assert results[batched["payment_id"]]["payment"]["status"] == "succeeded"
+        single_user = subscribed_user(api, "4242424242424242")
+        single = api.create_payment(user_id=single_user, amount=999)["payment_id"]
+        assert charge_off_session(api, single, 1).json["status"] == "succeeded"
+    finally:
+        db.after_commit.remove(offered.extend)
+
+    def events_of(payment_id: str) -> list[OutboxMessage]:
+        with db.transaction() as session:
+            return list(
+                session.scalars(
+                    select(OutboxMessage).where(
+                        OutboxMessage.payload["payment_id"].astext == payment_id
+                    )
+                )
+            )
+
+    (deferred,) = events_of(batched["payment_id"])
+    assert deferred.payload["status"] == "succeeded"
+    assert deferred.next_attempt_at - deferred.created_at >= timedelta(seconds=29)
+    assert deferred.id not in offered
+    (at_once,) = [m for m in events_of(single) if m.payload["status"] == "succeeded"]
+    assert at_once.next_attempt_at - at_once.created_at < timedelta(seconds=1)
+    assert at_once.id in offered

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     )
     # Try to deliver a notification right after the commit that wrote it (the worker does the rest).
     outbox_deliver_immediately: bool = Field(True, validation_alias="PAY_API_OUTBOX_IMMEDIATE")
+    # How long the event of a renewal answered in a batch waits before its first delivery: billing
+    # applies the answer itself, so the event is only the safety net for an answer it lost (0:
+    # delivered at once like the others).
+    outbox_answered_delay_seconds: float = Field(
+        30.0, validation_alias="PAY_API_OUTBOX_ANSWERED_DELAY", ge=0, le=3600
+    )
     # Idle pause of `python -m pay_api.worker` between two empty polls.
     worker_poll_seconds: float = Field(1.0, validation_alias="PAY_API_WORKER_POLL")
     # How long the worker keeps rows that only guard against repeats (see pay_api.pruning):

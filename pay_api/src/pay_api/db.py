@@ -61,12 +61,16 @@ class Database:
         with self._sessions() as session:
             with session.begin():
                 yield session
-            outbox_ids = [message.id for message in session.info.pop(OUTBOX_IDS_KEY, [])]
+            messages = session.info.pop(OUTBOX_IDS_KEY, [])
             subjects = session.info.pop(OUTBOX_SUBJECTS_KEY, set())
-        if outbox_ids:
+        if messages:
             failpoint(failpoints.AFTER_COMMIT, *subjects)
-            for hook in self.after_commit:
-                hook(outbox_ids)
+            # Offered for immediate delivery: the rows due now (not those deferred on purpose).
+            now = utcnow()
+            outbox_ids = [m.id for m in messages if m.next_attempt_at <= now]
+            if outbox_ids:
+                for hook in self.after_commit:
+                    hook(outbox_ids)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -81,6 +81,16 @@ def _add(
     return message
 
 
+def defer_events(session: Session, seconds: float) -> None:
+    """The events added so far in this transaction wait `seconds` before their first delivery
+    (and are not offered for immediate delivery): news billing has already had as an answer."""
+    if seconds <= 0:
+        return
+    later = utcnow() + timedelta(seconds=seconds)
+    for message in session.info.get(OUTBOX_IDS_KEY, []):
+        message.next_attempt_at = later
+
+
 def add_payment_event(session: Session, payment: Any) -> OutboxMessage:
     """Tell billing the payment's current state (status, refunded amount, failure)."""
     return _add(

@@ -114,6 +114,8 @@ async def apply_events(
         payment.id: payment
         for payment in await lock_rows(session, Payment, [event.payment_id for event in events])
     }
+    if all(_already_applied(event, payments.get(event.payment_id)) for event in events):
+        return await _record_unmoved(session, events)
     if all(_fits(event, payments.get(event.payment_id)) for event in events):
         try:
             return await _apply_together(session=session, events=events, settings=settings)
@@ -135,6 +137,48 @@ def _fits(event: BatchEvent, payment: Payment | None) -> bool:
         and event.status in GATEWAY_PAYMENT_STATUSES
         and event.amount == payment.amount
     )
+
+
+# Final statuses a repeated report leaves as they are (`state.move` refuses a move to itself).
+_SETTLED = frozenset({"succeeded", "failed", "canceled"})
+
+
+def _already_applied(event: BatchEvent, payment: Payment | None) -> bool:
+    """A payment event that can move nothing: its payment already is in the final status it
+    reports, with the same intent, and nothing refunded outside billing to record — the usual
+    news of a renewal whose answer billing's worker applied (pay_api defers those events)."""
+    return (
+        _fits(event, payment)
+        and event.status in _SETTLED
+        and payment.status == event.status
+        and (event.stripe_id is None or event.stripe_id == payment.stripe_payment_intent_id)
+        and (
+            event.refunded_outside == 0
+            or (event.refunded_outside is None and not event.amount_refunded)
+        )
+    )
+
+
+async def _record_unmoved(
+    session: AsyncSession, events: list[BatchEvent]
+) -> list[EventApplied | EventFailed]:
+    """A batch where no event can move anything (`_already_applied`): their ids go into the
+    inbox in one statement, as `apply_event` would insert each, and each answers not applied."""
+    await session.execute(
+        insert(ProcessedEvent).on_conflict_do_nothing(index_elements=["event_id"]),
+        [
+            dict(
+                event_id=event.event_id,
+                object=event.object,
+                payment_id=event.payment_id,
+                refund_id=event.refund_id,
+                status=event.status,
+                applied=False,
+            )
+            for event in events
+        ],
+    )
+    return [EventApplied(event_id=event.event_id, applied=False) for event in events]
 
 
 async def _apply_together(

@@ -36,6 +36,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
+from pay_api import outbox
 from pay_api.db import Database
 from pay_api.errors import (
     NoSavedCard,
@@ -286,4 +287,7 @@ def _confirm_all(
             to_confirm, calls.map(confirm, to_confirm), strict=True
         ):
             service.apply_confirmation(session, gateway, payment, outcome, off_session=True)
+        # Billing applies these answers itself: their events are the safety net for an answer
+        # it lost, delivered later, when billing has them already (and drops them cheaply).
+        outbox.defer_events(session, gateway.settings.outbox_answered_delay_seconds)
         del customers
