@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 
 from babel.numbers import format_currency
 
@@ -16,6 +17,7 @@ MINOR_DIGITS = {
 }
 
 
+@lru_cache(maxsize=4096)  # a plan's few prices, formatted once (CLDR's formatting is not cheap)
 def for_people(amount: int, currency: str) -> str:
     """for_people(999, "usd") → "$9.99"; for_people(500, "jpy") → "¥500" (CLDR's symbol and
     format, in English)."""
