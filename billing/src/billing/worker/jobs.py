@@ -17,7 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import BigInteger, and_, any_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import CLOCK, note_worker_pass, wall_now
@@ -390,11 +391,20 @@ async def deliver_outbox(resources: Resources, now: datetime) -> int:
         everything = any(m.topic == TOPIC_CATALOG_CHANGED for m in messages)
         # Sent again with the delivery's commit: a second drop is harmless (see billing.outbox).
         await notify_access_changes(session, users=users, catalog=everything)
-        for message in messages:
-            message.delivered_at = now
-            message.attempts += 1
+        await _mark_delivered(session, [m.id for m in messages], now)
         await session.commit()
     return len(messages)
+
+
+async def _mark_delivered(session: AsyncSession, ids: list[int], now: datetime) -> None:
+    """Outbox rows delivered: one statement for all of them (not an UPDATE per row at flush)."""
+    if ids:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == any_(bindparam("ids", ids, type_=ARRAY(BigInteger))))
+            .values(delivered_at=now, attempts=OutboxMessage.attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def prune_old_rows(resources: Resources, now: datetime) -> int:
@@ -434,8 +444,7 @@ async def send_emails(resources: Resources, now: datetime) -> int:
         except (OSError, smtplib.SMTPException) as exc:
             logger.warning("emails not sent; the next pass tries again", extra={"error": repr(exc)})
             sent = 0
-        for message in messages[:sent]:
-            message.delivered_at = now
+        await _mark_delivered(session, [m.id for m in messages[:sent]], now)
         for message in messages[sent:]:
             message.attempts += 1
         await session.commit()
