@@ -98,6 +98,7 @@ class MailServer:
     """The project's local mail server (scripts/mail_server.py), started for the run."""
 
     def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir  # <n>.eml: the bytes each message arrived as
         self.relay_port, self.http_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.log = open(data_dir / "mail.log", "wb")  # noqa: SIM115
@@ -132,6 +133,10 @@ class MailServer:
             answer = await client.get(f"{self.url}/messages", params={"to": to, "after": after})
         assert answer.status_code == 200, answer.text
         return answer.json()["items"]
+
+    def raw(self, number: int) -> bytes:
+        """Message `number` as the server received it (after SMTP's dot-unstuffing)."""
+        return (self.data_dir / f"{number}.eml").read_bytes()
 
     def stop(self) -> None:
         self.process.terminate()
