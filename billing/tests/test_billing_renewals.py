@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import jwt
 import pytest
 from billing.payments.models import Payment
+from billing.payments.service import HELD_CHARGES, charges_written_together
 from billing.worker.jobs import claim_batch
 from conftest import SERVICE_SECRET, as_service, as_user
 from sqlalchemy import text
@@ -712,3 +713,27 @@ async def test_renewal_metrics_follow_renewals_declines_and_ends(billing):
 
 async def sub_status(sub: Subscriber) -> str:
     return (await sub.row())["status"]
+
+
+async def test_a_commit_while_a_batchs_ledger_charges_are_held_is_refused(billing):
+    """`charges_written_together` (a batch's answers applied in one transaction) holds the
+    ledger charges and writes them in one call at its end: a commit before that would lose
+    them, so it is refused, and the transaction changes nothing."""
+    subscriber = await Subscriber.start(billing)
+    payment_id = await billing.scalar(
+        "SELECT id FROM payments WHERE subscription_id = :s", s=subscriber.id
+    )
+    before = await billing.count("ledger_entries")
+    async with billing.resources.sessionmaker() as session:
+        with pytest.raises(RuntimeError, match="lose ledger charges"):
+            async with charges_written_together(session):
+                payment = await session.get(Payment, payment_id)
+                payment.failure_message = "touched"
+                session.info[HELD_CHARGES].append({"payment_id": payment_id})
+                await session.commit()
+        assert HELD_CHARGES not in session.info
+    assert await billing.count("ledger_entries") == before
+    assert (
+        await billing.scalar("SELECT failure_message FROM payments WHERE id = :p", p=payment_id)
+        is None
+    )

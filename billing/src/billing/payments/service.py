@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import event, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session as SyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
@@ -193,23 +195,49 @@ _LEDGER_CHARGE = insert(LedgerEntry.__table__).on_conflict_do_nothing(
 )
 
 
+HELD_CHARGES = "billing.held_ledger_charges"
+
+
+@asynccontextmanager
+async def charges_written_together(session: AsyncSession) -> AsyncIterator[None]:
+    """Inside, the ledger charges of payments that succeed are held and written at the end in
+    one call (a batch of renewals applies up to a hundred answers in one transaction). Nothing
+    inside reads the ledger; a commit with charges still held is refused (`_no_held_charges`)."""
+    session.info[HELD_CHARGES] = []
+    try:
+        yield
+        charges = session.info[HELD_CHARGES]
+        if charges:
+            await session.execute(_LEDGER_CHARGE, charges)
+    finally:
+        del session.info[HELD_CHARGES]
+
+
+@event.listens_for(SyncSession, "before_commit")
+def _no_held_charges(session: SyncSession) -> None:
+    if session.info.get(HELD_CHARGES):
+        raise RuntimeError("a commit inside charges_written_together would lose ledger charges")
+
+
 async def _on_succeeded(
     session: AsyncSession, *, payment: Payment, now: datetime, settings: Settings
 ) -> None:
     """Money was taken: one ledger charge (the unique index makes a second impossible); a first
     payment makes the subscription active for one period, a renewal extends it."""
-    await session.execute(
-        _LEDGER_CHARGE,
-        dict(
-            payment_id=payment.id,
-            user_id=payment.user_id,
-            kind="charge",
-            amount=payment.amount,
-            currency=payment.currency,
-            gross_amount=payment.gross_amount,
-            discount_amount=payment.discount_amount,
-        ),
+    charge = dict(
+        payment_id=payment.id,
+        user_id=payment.user_id,
+        kind="charge",
+        amount=payment.amount,
+        currency=payment.currency,
+        gross_amount=payment.gross_amount,
+        discount_amount=payment.discount_amount,
     )
+    held = session.info.get(HELD_CHARGES)
+    if held is not None:
+        held.append(charge)
+    else:
+        await session.execute(_LEDGER_CHARGE, charge)
     payment.succeeded_at = now
     if payment.kind != "renewal":  # a code is redeemed with a first payment, never a renewal
         await redemptions.settle(

@@ -26,7 +26,7 @@ from billing.metrics import RENEWAL_ATTEMPTS, RENEWAL_SUBSCRIPTIONS
 from billing.outbox import commit, note_access_change
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
-from billing.payments.service import lock_payment, lock_subscription
+from billing.payments.service import charges_written_together, lock_payment, lock_subscription
 from billing.payments.state import OPEN_PAYMENT_STATUSES
 from billing.plans.models import Plan
 from billing.renewals import transitions
@@ -268,10 +268,11 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
                     )
                 ),
             )
-            outcomes = [
-                await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
-                for p in payments
-            ]
+            async with charges_written_together(session):
+                outcomes = [
+                    await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
+                    for p in payments
+                ]
             await commit(session, resources.access_cache)
             del held
     except Exception:
