@@ -24,8 +24,21 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, Text, Uuid, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    Uuid,
+    any_,
+    bindparam,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from pay_api.auth import mint_service_token
@@ -271,16 +284,23 @@ def deliver_due(
             return 0
         outcomes = sender.send(messages)
         now = utcnow()
+        delivered = [m for m, o in zip(messages, outcomes, strict=True) if o.delivered]
+        if delivered:
+            # One statement for the delivered rows (not an UPDATE per row at the flush).
+            session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+                .values(delivered_at=now, attempts=OutboxMessage.attempts + 1, last_error=None)
+                .execution_options(synchronize_session=False),
+                {"ids": [m.id for m in delivered]},
+            )
+            log.info(
+                "events delivered to billing",
+                extra={"count": len(delivered), "event_ids": [str(m.event_id) for m in delivered]},
+            )
         for message, outcome in zip(messages, outcomes, strict=True):
-            message.attempts += 1
-            if outcome.delivered:
-                message.delivered_at = now
-                message.last_error = None
-                log.info(
-                    "event delivered to billing",
-                    extra={"event_id": str(message.event_id), "attempts": message.attempts},
-                )
-            else:
+            if not outcome.delivered:
+                message.attempts += 1
                 delay = backoff_seconds(
                     message.attempts, maximum=sender.settings.outbox_backoff_max_seconds
                 )
