@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import MetaData, event, select
+from sqlalchemy import MetaData, event, inspect, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -95,11 +95,22 @@ def _forget_locked_rows(session: Session, transaction) -> None:
     session.info.pop(_LOCKED_ROWS, None)
 
 
+def held_row(session: AsyncSession, model: type[_Row], row_id) -> _Row | None:
+    """The row if this session holds it loaded (nothing expired), else None — without a query
+    and without `AsyncSession.get`'s hop through a greenlet (a batch asks for each of its rows
+    several times)."""
+    sync = session.sync_session
+    row = sync.identity_map.get(sync.identity_key(model, row_id))
+    if row is None or inspect(row).expired_attributes:
+        return None
+    return row
+
+
 async def lock_row(session: AsyncSession, model: type[_Row], row_id: uuid.UUID) -> _Row | None:
     """The row, locked (`SELECT … FOR UPDATE`) until the transaction ends, and read afresh (a row
     this transaction locked already is as fresh as it gets: nobody else can change it)."""
     if (model, row_id) in session.info.get(_LOCKED_ROWS, ()):
-        row = await session.get(model, row_id)
+        row = held_row(session, model, row_id) or await session.get(model, row_id)
         if row is not None:
             return row
     row = await session.scalar(

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.config import Settings
+from billing.db import held_row
 from billing.metrics import RENEWAL_LAG_SECONDS, RENEWAL_SUBSCRIPTIONS, RENEWALS_SUCCEEDED
 from billing.notifications import emails
 from billing.notifications.links import link_url
@@ -32,7 +33,9 @@ logger = logging.getLogger(__name__)
 async def about(
     session: AsyncSession, settings: Settings, subscription: Subscription
 ) -> emails.About:
-    plan = await session.get(Plan, subscription.plan_id)
+    plan = held_row(session, Plan, subscription.plan_id) or await session.get(
+        Plan, subscription.plan_id
+    )
     return emails.About(
         settings=settings,
         user_id=subscription.user_id,

@@ -133,10 +133,13 @@ async def _each_leased_together(
     up to `limit` rows a pass (the worker's batch size by default)."""
     limit = limit or resources.settings.worker_batch_size
     seen: list[uuid.UUID] = []  # a row handled once this pass is not taken again
+    # One loop leases at a time: two leasing at once split the rows due between them (each
+    # statement skips what the other locked first), and a batch is fuller taken whole.
+    leasing = asyncio.Lock()
 
     async def one_by_one() -> None:
         while len(seen) < limit:
-            async with resources.sessionmaker() as session:
+            async with leasing, resources.sessionmaker() as session:
                 ids = await claim_batch(
                     session,
                     model,
