@@ -1,4 +1,4 @@
-"""The HTTP client under the Stripe SDK (`gateway.Urllib3Client`) against real sockets that misbehave
+"""The HTTP client under the Stripe SDK (`stripe_http.Urllib3Client`) against real sockets that misbehave
 (`raw_server.py`): what reaches Stripe, what the SDK retries, what pay_api answers — the same as
 with stripe's `RequestsClient`, which it replaced (each failure is run with both)."""
 
@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import stripe
 from pay_api.errors import GatewayUnavailable
-from pay_api.gateway import CONNECT_TIMEOUT_SECONDS, Gateway, environment_proxy
+from pay_api.gateway import CONNECT_TIMEOUT_SECONDS, Gateway
+from pay_api.stripe_http import environment_proxy
 
 from .conftest import free_port, make_settings
 from .raw_server import CUT_BODY, HANG_UP, HEADERS_ONLY, SILENCE, Answer, RawServer
