@@ -166,19 +166,21 @@ async def _record_unmoved(
     inbox in one statement, as `apply_event` would insert each, and each answers not applied."""
     await session.execute(
         insert(ProcessedEvent).on_conflict_do_nothing(index_elements=["event_id"]),
-        [
-            dict(
-                event_id=event.event_id,
-                object=event.object,
-                payment_id=event.payment_id,
-                refund_id=event.refund_id,
-                status=event.status,
-                applied=False,
-            )
-            for event in events
-        ],
+        [_inbox_row(event) for event in events],
     )
     return [EventApplied(event_id=event.event_id, applied=False) for event in events]
+
+
+def _inbox_row(event: PaymentEvent) -> dict:
+    """The event's row in the inbox (`processed_events`), not applied yet."""
+    return dict(
+        event_id=event.event_id,
+        object=event.object,
+        payment_id=event.payment_id,
+        refund_id=event.refund_id,
+        status=event.status,
+        applied=False,
+    )
 
 
 async def _apply_together(
@@ -275,14 +277,7 @@ async def apply_event(
 
     first_time = await session.scalar(
         insert(ProcessedEvent)
-        .values(
-            event_id=event.event_id,
-            object=event.object,
-            payment_id=event.payment_id,
-            refund_id=event.refund_id,
-            status=event.status,
-            applied=False,
-        )
+        .values(**_inbox_row(event))
         .on_conflict_do_nothing(index_elements=["event_id"])
         .returning(ProcessedEvent.event_id)
     )
