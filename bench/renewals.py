@@ -64,16 +64,6 @@ SECRET = "bench-service-secret-" + secrets.token_hex(16)
 MONTH_DAYS = 30
 ADVANCE_SECONDS = MONTH_DAYS * 86400 - 12 * 3600
 
-SINK = """
-import asyncio, sys
-from aiosmtpd.controller import Controller
-class Discard:
-    async def handle_DATA(self, server, session, envelope):
-        return "250 OK"
-controller = Controller(Discard(), hostname="127.0.0.1", port=int(sys.argv[1]))
-controller.start()
-asyncio.new_event_loop().run_forever()
-"""
 
 # Billing: one plan; N active subscriptions whose month ends in 30 days, each with its first
 # payment (succeeded); pay_api: each user's Stripe Customer and saved card.
@@ -285,7 +275,7 @@ class Bench:
             "--port",
             str(self.fake_port),
         ]
-        sink = [sys.executable, "-c", SINK, str(self.sink_port)]
+        sink = [sys.executable, str(ROOT / "bench" / "smtp_sink.py"), str(self.sink_port)]
         for name, command in (("fake_stripe", fake), ("smtp_sink", sink)):
             log = (log_dir / f"{name}.log").open("wb")
             self.helpers.append(

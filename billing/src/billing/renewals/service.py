@@ -84,14 +84,15 @@ def _renewing_by(moment: datetime) -> tuple:
 
 
 async def _lock_batch(
-    session: AsyncSession, settings: Settings, *conditions, order_by=None
+    session: AsyncSession, settings: Settings, *conditions, order_by=None, limit: int | None = None
 ) -> list[Subscription]:
-    """A worker's batch of the subscriptions that meet `conditions`, row-locked; rows another
-    worker holds are skipped (it is working on them)."""
+    """A worker's batch of the subscriptions that meet `conditions` (up to `limit`, the worker's
+    batch size by default), row-locked; rows another worker holds are skipped (it is working on
+    them)."""
     query = select(Subscription).where(*conditions)
     if order_by is not None:
         query = query.order_by(order_by)
-    query = query.limit(settings.worker_batch_size).with_for_update(skip_locked=True)
+    query = query.limit(limit or settings.worker_batch_size).with_for_update(skip_locked=True)
     return list(await session.scalars(query))
 
 
@@ -115,6 +116,7 @@ async def write_due(resources: Resources, now: datetime) -> int:
             .offset(literal_column("0"))
             .exists(),
             order_by=Subscription.current_period_end,
+            limit=pass_size(settings),
         )
         if due:
             prices = await renewal_amounts(session=session, subscriptions=due)
@@ -179,6 +181,15 @@ def batch_size(settings: Settings) -> int:
     if settings.renewal_max_per_second > 0:
         size = min(size, max(1, settings.renewal_max_per_second // 12))
     return size
+
+
+def pass_size(settings: Settings) -> int:
+    """Renewals one worker pass writes and charges (and receipts it sends): each of the
+    BILLING_RENEWAL_CONCURRENCY loops charges two batches a pass, so a loop leases its second
+    batch while the others are still out, and the pass's other jobs (outbox, emails), during which
+    this worker has no batch in flight, come round less often. Never less than the worker's batch
+    size (BILLING_WORKER_BATCH_SIZE)."""
+    return max(settings.worker_batch_size, batch_size(settings) * settings.renewal_concurrency * 2)
 
 
 def _charge_item(settings: Settings, payment: Payment, attempt: int) -> dict:

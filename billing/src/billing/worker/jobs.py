@@ -365,7 +365,7 @@ async def charge_renewals(resources: Resources, now: datetime) -> int:
         order_by=Payment.next_charge_at,
         concurrency=settings.renewal_concurrency,
         together=size,
-        limit=max(settings.worker_batch_size, size * settings.renewal_concurrency),
+        limit=renewals.pass_size(settings),
     )
 
 
@@ -434,7 +434,8 @@ async def send_emails(resources: Resources, now: datetime) -> int:
                 select(OutboxMessage)
                 .where(OutboxMessage.delivered_at.is_(None), OutboxMessage.topic == TOPIC_EMAIL)
                 .order_by(OutboxMessage.id)
-                .limit(resources.settings.worker_batch_size)
+                # As many as a pass writes receipts (one per renewal charged), so mail keeps up.
+                .limit(renewals.pass_size(resources.settings))
                 .with_for_update(skip_locked=True)
             )
         )
