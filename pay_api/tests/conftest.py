@@ -412,3 +412,35 @@ class Api:
 @pytest.fixture
 def api(client, localstripe) -> Api:
     return Api(client, localstripe)
+
+
+# --- Stripe on the wire: real sockets that misbehave (raw_server.py) ----------------------------
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
+
+
+@pytest.fixture
+def stripe_wire(monkeypatch):
+    """The machine's proxy settings kept out of a test of the Stripe client; quick SDK retries."""
+    import stripe
+
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, retries: 0.01)
+
+
+@pytest.fixture
+def servers():
+    """Start a `RawServer` with the given acts; all are closed after the test."""
+    from .raw_server import RawServer
+
+    started: list[RawServer] = []
+
+    def start(*acts, **options) -> RawServer:
+        started.append(RawServer(*acts, **options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.close()

@@ -3,14 +3,14 @@
 It reads each HTTP/1.1 request (request line, headers, a Content-Length body), records it, and
 does the next of its `acts` with it (the last one repeats):
 
-    Answer(status, body)   a complete answer; the connection stays open for the next request
+    Answer(status, body)   a complete answer (`raw`: bytes sent as the body instead of JSON); the connection stays open for the next request
     SILENCE                never answers (the connection stays open until the server closes)
     HANG_UP                closes the connection without a word
     HEADERS_ONLY           the status line and headers, then silence (the body never comes)
     CUT_BODY               the status line, headers and part of the body, then closes
 
 `connections` counts the connections accepted, `requests` what arrived (method, target, headers
-with lower-case names). With `tls`, an `ssl.SSLContext`, it speaks HTTPS.
+with lower-case names, body). With `tls`, an `ssl.SSLContext`, it speaks HTTPS.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 class Answer:
     status: int
     body: dict = field(default_factory=dict)
+    raw: bytes | None = None
 
 
 SILENCE, HANG_UP, HEADERS_ONLY, CUT_BODY = "silence", "hang up", "headers only", "cut body"
@@ -36,6 +37,7 @@ class Received:
     method: str
     target: str
     headers: dict[str, str]
+    body: bytes = b""
 
 
 class RawServer:
@@ -92,8 +94,8 @@ class RawServer:
                 while (line := reader.readline()) not in (b"\r\n", b"\n", b""):
                     name, _, value = line.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
-                reader.read(int(headers.get("content-length", 0)))
-                act = self._next_act(Received(method, target, headers))
+                body = reader.read(int(headers.get("content-length", 0)))
+                act = self._next_act(Received(method, target, headers, body))
                 if act == SILENCE:
                     self._closed.wait()
                     return
@@ -107,7 +109,7 @@ class RawServer:
                         return
                     self._closed.wait()
                     return
-                payload = json.dumps(act.body).encode()
+                payload = json.dumps(act.body).encode() if act.raw is None else act.raw
                 sock.sendall(
                     b"HTTP/1.1 %d Answer\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\nRequest-Id: req_raw\r\n\r\n%s"

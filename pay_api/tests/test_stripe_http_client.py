@@ -17,9 +17,8 @@ from pay_api.gateway import CONNECT_TIMEOUT_SECONDS, Gateway
 from pay_api.stripe_http import environment_proxy
 
 from .conftest import free_port, make_settings
-from .raw_server import CUT_BODY, HANG_UP, HEADERS_ONLY, SILENCE, Answer, RawServer
+from .raw_server import CUT_BODY, HANG_UP, HEADERS_ONLY, SILENCE, Answer
 
-PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY")
 READ_TIMEOUT = 0.3
 INTENT = {
     "id": "pi_raw",
@@ -34,26 +33,7 @@ INTENT = {
 SERVER_ERROR = {"error": {"type": "api_error", "message": "Something went wrong."}}
 
 
-@pytest.fixture(autouse=True)
-def no_proxy_variables(monkeypatch):
-    """The machine's proxy settings stay out of these tests; quick SDK retries."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.lower(), raising=False)
-    monkeypatch.setattr(stripe.HTTPClient, "_sleep_time_seconds", lambda self, retries: 0.01)
-
-
-@pytest.fixture
-def servers():
-    started: list[RawServer] = []
-
-    def start(*acts, **options) -> RawServer:
-        started.append(RawServer(*acts, **options))
-        return started[-1]
-
-    yield start
-    for server in started:
-        server.close()
+pytestmark = pytest.mark.usefixtures("stripe_wire")
 
 
 def gateway_for(base: str, client: str = "urllib3") -> Gateway:

@@ -16,13 +16,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import stripe
 
 from pay_api.config import Settings
 from pay_api.errors import GatewayRejected, GatewayUnavailable, PayApiError
-from pay_api.stripe_http import Urllib3Client
+from pay_api.stripe_http import DirectPosts, Urllib3Client
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,12 @@ class Gateway:
             max_network_retries=settings.stripe_max_network_retries,
             http_client=self.http_client,
         )
+        # A renewal's two requests (create, confirm) skip the SDK's objects: stripe_http.py.
+        self.direct = DirectPosts(
+            self.client,
+            base_url=settings.stripe_api_base or stripe.DEFAULT_API_BASE,
+            max_network_retries=settings.stripe_max_network_retries,
+        )
 
     @property
     def in_flight_seconds(self) -> float:
@@ -342,9 +349,10 @@ class Gateway:
             }
         )
         with stripe_errors_mapped():
-            intent = self.client.v1.payment_intents.create(
-                params={k: v for k, v in params.items() if v is not None},
-                options={"idempotency_key": f"pay_api-pi-create-{payment_id}-{payment_method_id}"},
+            intent = self.direct.post(
+                "/v1/payment_intents",
+                params,
+                idempotency_key=f"pay_api-pi-create-{payment_id}-{payment_method_id}",
             )
         return IntentState.from_stripe(intent)
 
@@ -376,8 +384,10 @@ class Gateway:
     def _confirm(self, intent_id: str, params: dict[str, Any], idempotency_key: str) -> IntentState:
         try:
             with stripe_errors_mapped():
-                intent = self.client.v1.payment_intents.confirm(
-                    intent_id, params=params, options={"idempotency_key": idempotency_key}
+                intent = self.direct.post(
+                    f"/v1/payment_intents/{quote_plus(intent_id)}/confirm",
+                    params,
+                    idempotency_key=idempotency_key,
                 )
             return IntentState.from_stripe(intent)
         except CardDeclined as declined:

@@ -1,17 +1,19 @@
-"""The HTTP client under stripe-python: `Urllib3Client`, a `stripe.HTTPClient` on urllib3 (with
-`gateway.py`, the only modules that import `stripe`; the gateway is the only one that uses it).
+"""The HTTP layer under the gateway: `Urllib3Client`, a `stripe.HTTPClient` on urllib3, and
+`DirectPosts`, the hottest requests sent on it without the SDK's object layer (with `gateway.py`,
+the only modules that import `stripe`; the gateway is the only one that uses them).
 
-Cheaper than stripe's `RequestsClient` per request (bench/README.md, "The Stripe HTTP client"),
-with the same errors, timeouts and retries as seen from the SDK.
+Both are cheaper per request than what they replace (bench/README.md, "The Stripe HTTP client"),
+with the same requests, errors, timeouts and retries.
 """
 
 from __future__ import annotations
 
+import json
 import textwrap
 import urllib.request
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import stripe
 import urllib3
@@ -170,3 +172,81 @@ class Urllib3Client(stripe.HTTPClient):
             )
         except Exception as exc:
             raise _connection_error(exc, reading_body=False) from exc
+
+
+def form_encoded(params: Mapping[str, Any]) -> str:
+    """`params` as the SDK's form body for the v1 API (`stripe._encode._api_encode`, then its
+    brackets unquoted): `None` left out, `True` as `true`, a dict as `key[sub]`, a list as
+    `key[0]`, `key[1]`…; everything else as its text."""
+    pairs: list[tuple[str, str]] = []
+
+    def add(key: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, Mapping):
+            for sub, item in value.items():
+                add(f"{key}[{sub}]", item)
+        elif isinstance(value, list | tuple):
+            for index, item in enumerate(value):
+                add(f"{key}[{index}]", item)
+        elif isinstance(value, bool):
+            pairs.append((key, "true" if value else "false"))
+        else:
+            pairs.append((key, str(value)))
+
+    for key, value in params.items():
+        add(key, value)
+    return urlencode(pairs).replace("%5B", "[").replace("%5D", "]")
+
+
+class DirectPosts:
+    """POSTs to Stripe's v1 API for pay_api's hottest calls (a renewal's PaymentIntent create and
+    confirm), sent by the SDK's HTTP client with its retries but without the SDK's object layer.
+
+    Per request the SDK built its headers anew (the client user-agent's JSON, the Python version),
+    merged its options, formatted log lines it did not write and turned the answer into
+    `StripeObject`s: about as much CPU as the HTTP exchange under it (bench/README.md, "Stripe's
+    requests without the SDK's objects"). Here the headers are built once, the body is
+    `form_encoded`, and a 2xx answer's JSON is handed back as a dict. The contract is the SDK's:
+
+    * the same request: method, URL, body and headers (Authorization, Stripe-Version,
+      Idempotency-Key, User-Agent …; tests compare them on the wire);
+    * the same retries (`HTTPClient.request_with_retries`: network failures, 409, 429 and 5xx as
+      Stripe-Should-Retry says, the same Idempotency-Key each time), raising `APIConnectionError`;
+    * every other answer read by the SDK itself (`_interpret_response`), which raises its
+      `CardError`, `InvalidRequestError`, `APIError` … exactly as a call through the SDK would.
+    """
+
+    def __init__(self, client: stripe.StripeClient, *, base_url: str, max_network_retries: int):
+        requestor = client._requestor
+        self._requestor = requestor
+        self._http: stripe.HTTPClient = requestor._get_http_client()
+        self._base_url = base_url.rstrip("/")
+        self._retries = max_network_retries
+        options = requestor._options
+        # The SDK's own headers for a POST (its `request_headers`), made once; the key per call.
+        self._headers = {
+            name: value
+            for name, value in requestor.request_headers(
+                "post",
+                "V1",
+                {"api_key": options.api_key, "stripe_version": options.stripe_version},
+            ).items()
+            if name != "Idempotency-Key"
+        }
+
+    def post(self, path: str, params: Mapping[str, Any], *, idempotency_key: str) -> dict:
+        """POST `params` to `path` (`/v1/...`); the answer's JSON, or the SDK's error raised."""
+        body, status, headers = self._http.request_with_retries(
+            "post",
+            self._base_url + path,
+            {**self._headers, "Idempotency-Key": idempotency_key},
+            form_encoded(params),
+            max_network_retries=self._retries,
+        )
+        if 200 <= status < 300:
+            try:
+                return json.loads(body)
+            except ValueError:
+                pass  # the SDK's reading raises its APIError for it
+        return self._requestor._interpret_response(body, status, headers, "V1").data
