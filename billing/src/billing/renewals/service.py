@@ -391,7 +391,7 @@ async def move_at_period_end(resources: Resources, now: datetime) -> int:
         out_of_grace = await _lock_batch(
             session,
             settings,
-            Subscription.status == "past_due",
+            Subscription.status == _inline("past_due"),  # ix_subscriptions_grace_past_due
             Subscription.grace_until <= now,
         )
         for subscription in out_of_grace:
