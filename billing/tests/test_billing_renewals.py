@@ -346,6 +346,43 @@ async def test_a_batch_stays_within_a_twelfth_of_the_stripe_rate_cap(billing):
     assert batch_size(capped.model_copy(update={"renewal_max_per_second": 5})) == 1
 
 
+async def test_a_pass_writes_and_charges_two_batches_per_loop_and_sends_their_receipts(
+    billing, monkeypatch
+):
+    """`pass_size`: batches of 1, two loops → 4 renewals a pass (more than the worker's batch of
+    1), their 4 receipts sent in the same pass; the fifth due waits for the next pass."""
+    from billing.renewals.service import pass_size
+
+    settings = billing.resources.settings.model_copy(
+        update={"worker_batch_size": 1, "renewal_batch_size": 1, "renewal_concurrency": 2}
+    )
+    assert pass_size(settings) == 4
+    assert pass_size(settings.model_copy(update={"worker_batch_size": 9})) == 9
+    monkeypatch.setattr(billing.resources, "settings", settings)
+    subs = [await Subscriber.start(billing) for _ in range(5)]
+    due = max(s.end for s in subs) - timedelta(minutes=30)
+
+    async def receipts_sent() -> int:
+        async with billing.resources.engine.connect() as conn:
+            return await conn.scalar(
+                text(
+                    "SELECT count(*) FROM outbox WHERE topic = 'email' "
+                    "AND payload->>'kind' = 'receipt' AND delivered_at IS NOT NULL"
+                )
+            )
+
+    first_receipts = await receipts_sent()
+    await work(billing, due)
+    renewed = [s for s in subs if (await s.row())["current_period_end"] == s.end + 30 * DAY]
+    assert len(renewed) == 4
+    calls = billing.fake.calls_to("POST", "/internal/v1/renewals/charges")
+    assert [len(call.body["charges"]) for call in calls] == [1, 1, 1, 1]
+    assert await receipts_sent() == first_receipts + 4
+    await work(billing, due + timedelta(seconds=1))
+    assert [(await s.row())["current_period_end"] - s.end for s in subs] == [30 * DAY] * 5
+    assert await receipts_sent() == first_receipts + 5
+
+
 async def test_a_renewal_one_worker_holds_is_left_alone_by_another_on_a_moved_clock(billing):
     """Found by the chaos run: its test clock moves a day a second, so two workers' passes read
     times a day apart, and a lease counted in billing's time let the second charge a renewal the
