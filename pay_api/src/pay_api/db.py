@@ -23,9 +23,10 @@ NAMING_CONVENTION = {
 }
 
 
-# Where outbox.py notes the rows a transaction wrote (read back after the commit).
-# The outbox rows a transaction wrote (their ids, known once it committed, go to `after_commit`).
-OUTBOX_IDS_KEY = "pay_api.outbox_messages"
+# Where outbox.py keeps the rows a transaction adds (written just before its commit), then the
+# (id, next_attempt_at) of each row written (read after the commit: offered to `after_commit`).
+OUTBOX_ROWS_KEY = "pay_api.outbox_rows"
+OUTBOX_WRITTEN_KEY = "pay_api.outbox_written"
 OUTBOX_SUBJECTS_KEY = "pay_api.outbox_subjects"  # what those rows are about (for crash points)
 
 
@@ -61,13 +62,13 @@ class Database:
         with self._sessions() as session:
             with session.begin():
                 yield session
-            messages = session.info.pop(OUTBOX_IDS_KEY, [])
+            written = session.info.pop(OUTBOX_WRITTEN_KEY, [])
             subjects = session.info.pop(OUTBOX_SUBJECTS_KEY, set())
-        if messages:
+        if written:
             failpoint(failpoints.AFTER_COMMIT, *subjects)
             # Offered for immediate delivery: the rows due now (not those deferred on purpose).
             now = utcnow()
-            outbox_ids = [m.id for m in messages if m.next_attempt_at <= now]
+            outbox_ids = [row_id for row_id, due in written if due <= now]
             if outbox_ids:
                 for hook in self.after_commit:
                     hook(outbox_ids)
