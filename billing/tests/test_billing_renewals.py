@@ -359,27 +359,43 @@ async def test_a_pass_writes_and_charges_two_batches_per_loop_and_sends_their_re
     assert pass_size(settings) == 4
     assert pass_size(settings.model_copy(update={"worker_batch_size": 9})) == 9
     monkeypatch.setattr(billing.resources, "settings", settings)
+    # Earlier tests' subscriptions, renewals and mail (one database) must not take this test's
+    # places in a pass: none renews or is charged any more, their mail counts as sent.
+    async with billing.resources.engine.begin() as conn:
+        await conn.execute(text("UPDATE subscriptions SET auto_renew = false"))
+        await conn.execute(
+            text(
+                "UPDATE payments SET next_charge_at = NULL "
+                "WHERE kind = 'renewal' AND status IN ('created', 'pending')"
+            )
+        )
+        await conn.execute(
+            text("UPDATE outbox SET delivered_at = now() WHERE delivered_at IS NULL")
+        )
     subs = [await Subscriber.start(billing) for _ in range(5)]
     due = max(s.end for s in subs) - timedelta(minutes=30)
+    users = [str(s.user) for s in subs]
 
     async def receipts_sent() -> int:
+        """Receipts of these subscribers that went out."""
         async with billing.resources.engine.connect() as conn:
             return await conn.scalar(
                 text(
-                    "SELECT count(*) FROM outbox WHERE topic = 'email' "
-                    "AND payload->>'kind' = 'receipt' AND delivered_at IS NOT NULL"
-                )
+                    "SELECT count(*) FROM outbox WHERE topic = 'email' AND delivered_at IS NOT "
+                    "NULL AND payload->>'kind' = 'receipt' AND payload->>'user_id' = ANY(:users)"
+                ),
+                {"users": users},
             )
 
-    for _ in range(3):  # the first payments' receipts sent, 4 a pass, before anything is due
-        await work(billing, due - 2 * DAY)
+    await work(billing, due - 2 * DAY)  # the first payments' receipts: 4 of them a pass
+    await work(billing, due - 2 * DAY)
     first_receipts = await receipts_sent()
     assert first_receipts == len(subs)
     await work(billing, due)
     renewed = [s for s in subs if (await s.row())["current_period_end"] == s.end + 30 * DAY]
     assert len(renewed) == 4
     calls = billing.fake.calls_to("POST", "/internal/v1/renewals/charges")
-    assert [len(call.body["charges"]) for call in calls] == [1, 1, 1, 1]
+    assert [len(call.body["charges"]) for call in calls[-4:]] == [1, 1, 1, 1]
     assert await receipts_sent() == first_receipts + 4
     await work(billing, due + timedelta(seconds=1))
     assert [(await s.row())["current_period_end"] - s.end for s in subs] == [30 * DAY] * 5
@@ -777,3 +793,40 @@ async def test_a_commit_while_a_batchs_ledger_charges_are_held_is_refused(billin
         await billing.scalar("SELECT failure_message FROM payments WHERE id = :p", p=payment_id)
         is None
     )
+
+
+async def test_a_batchs_outbox_rows_are_written_together_and_never_lost_to_an_early_commit(
+    billing,
+):
+    """`rows_written_together` (a batch's answers applied in one transaction) holds the outbox
+    rows the transaction adds (access notes, emails) and writes them in one statement at its
+    end, in that transaction; a commit before that would lose them, so it is refused, and the
+    transaction changes nothing."""
+    from billing.notifications import emails
+    from billing.outbox import TOPIC_ACCESS_CHANGED, note_access_change, rows_written_together
+
+    user = uuid.uuid4()
+    rows = "SELECT count(*) FROM outbox WHERE payload->>'user_id' = :u"
+    async with billing.resources.sessionmaker() as session:
+        async with rows_written_together(session):
+            note_access_change(session, user, "test")
+            emails.queue(
+                session,
+                emails.Email(kind="receipt", user_id=str(user), to="x@y.z", subject="s", text="t"),
+            )
+            assert await billing.scalar(rows, u=str(user)) == 0  # held, not written yet
+        await session.commit()
+    assert await billing.scalar(rows, u=str(user)) == 2
+    topics = await billing.scalar(
+        "SELECT array_agg(topic ORDER BY id) FROM outbox WHERE payload->>'user_id' = :u",
+        u=str(user),
+    )
+    assert topics == [TOPIC_ACCESS_CHANGED, "email"]
+
+    other = uuid.uuid4()
+    async with billing.resources.sessionmaker() as session:
+        with pytest.raises(RuntimeError, match="lose outbox rows"):
+            async with rows_written_together(session):
+                note_access_change(session, other, "test")
+                await session.commit()
+    assert await billing.scalar(rows, u=str(other)) == 0

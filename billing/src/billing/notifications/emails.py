@@ -15,9 +15,10 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing import outbox
 from billing.config import Settings
 from billing.money import for_people
-from billing.outbox import TOPIC_EMAIL, OutboxMessage
+from billing.outbox import TOPIC_EMAIL
 
 EMAIL_KINDS = (
     "receipt",
@@ -48,7 +49,7 @@ def address_of(settings: Settings, user_id: uuid.UUID) -> str:
 
 def queue(session: AsyncSession, email: Email) -> None:
     """Write the email in this transaction; it is sent once the transaction committed."""
-    session.add(OutboxMessage(topic=TOPIC_EMAIL, payload=asdict(email)))
+    outbox.add(session, TOPIC_EMAIL, asdict(email))
 
 
 def _day(moment: datetime) -> str:

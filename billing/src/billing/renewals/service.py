@@ -23,7 +23,7 @@ from billing.clock import wall_now
 from billing.config import Settings
 from billing.db import lock_rows
 from billing.metrics import RENEWAL_ATTEMPTS, RENEWAL_SUBSCRIPTIONS
-from billing.outbox import commit, note_access_change
+from billing.outbox import commit, note_access_change, rows_written_together
 from billing.pay_api import PayApiRejected, PayApiUnavailable
 from billing.payments.models import Payment
 from billing.payments.service import charges_written_together, lock_payment, lock_subscription
@@ -279,7 +279,7 @@ async def charge_batch(resources: Resources, payment_ids: list[uuid.UUID], now: 
                     )
                 ),
             )
-            async with charges_written_together(session):
+            async with charges_written_together(session), rows_written_together(session):
                 outcomes = [
                     await _apply_attempt(session, resources, p.id, asked[p.id], asked_at, now)
                     for p in payments
