@@ -3,9 +3,11 @@
     .venv/bin/python bench/fake_stripe.py --port 26431 &
     .venv/bin/python bench/stripe_client.py --port 26431 --client urllib3
     .venv/bin/python bench/stripe_client.py --port 26431 --client requests   # stripe's RequestsClient
+    .venv/bin/python bench/stripe_client.py --port 26431 --through sdk       # the SDK's own calls
 
 Runs `--renewals` (2000) times what a renewal asks Stripe — `Gateway.create_payment_intent`, then
-`Gateway.confirm_payment_intent(off_session=True)`, two requests — against `bench/fake_stripe.py`
+`Gateway.confirm_payment_intent(off_session=True)`, two requests (sent without the SDK's object
+layer, `stripe_http.DirectPosts`; `--through sdk`: the same two through the SDK's own calls) — against `bench/fake_stripe.py`
 (pay_api pointed at it as in bench/renewals.py: `STRIPE_API_BASE`, `STRIPE_LOCALSTRIPE=0`), after
 100 unmeasured ones, from `--threads` threads (1: one after the other; 16: as a batch of renewals,
 `PAY_API_STRIPE_CONCURRENCY`). Prints this process's CPU time (`time.process_time()`: every thread,
@@ -22,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import stripe
 from pay_api.config import Settings
-from pay_api.gateway import CONNECT_TIMEOUT_SECONDS, Gateway
+from pay_api.gateway import CONNECT_TIMEOUT_SECONDS, Gateway, IntentState, stripe_errors_mapped
 
 WARM_UP = 100
 
@@ -48,7 +50,8 @@ def gateway_for(port: int, client: str) -> Gateway:
 
 
 def renew(gateway: Gateway, _: int = 0) -> None:
-    """The two Stripe requests of one off-session renewal."""
+    """The two Stripe requests of one off-session renewal, as the gateway sends them
+    (`stripe_http.DirectPosts`: without the SDK's object layer)."""
     payment_id = str(uuid.uuid4())
     intent = gateway.create_payment_intent(
         payment_id=payment_id,
@@ -67,23 +70,60 @@ def renew(gateway: Gateway, _: int = 0) -> None:
     assert state.status == "succeeded", state
 
 
+def renew_through_the_sdk(gateway: Gateway, _: int = 0) -> None:
+    """The same two requests through the SDK's own calls (what the gateway sent before
+    `DirectPosts`), read into the same `IntentState`s."""
+    payment_id = str(uuid.uuid4())
+    with stripe_errors_mapped():
+        intent = IntentState.from_stripe(
+            gateway.client.v1.payment_intents.create(
+                params={
+                    "amount": 999,
+                    "currency": "usd",
+                    "customer": "cus_bench",
+                    "payment_method": "pm_bench",
+                    "payment_method_types": ["card"],
+                    "metadata": {"payment_id": payment_id},
+                    "description": "Premium, monthly",
+                },
+                options={"idempotency_key": f"pay_api-pi-create-{payment_id}-pm_bench"},
+            )
+        )
+        state = IntentState.from_stripe(
+            gateway.client.v1.payment_intents.confirm(
+                intent.id,
+                params={"payment_method": "pm_bench", "off_session": True},
+                options={"idempotency_key": f"bench-{payment_id}-1"},
+            )
+        )
+    assert state.status == "succeeded", state
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="bench/fake_stripe.py's port")
     parser.add_argument("--client", choices=("urllib3", "requests"), default="urllib3")
+    parser.add_argument(
+        "--through",
+        choices=("direct", "sdk"),
+        default="direct",
+        help="direct: as the gateway sends them; sdk: through the SDK's own calls",
+    )
     parser.add_argument("--renewals", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
     gateway = gateway_for(args.port, args.client)
+    one = renew if args.through == "direct" else renew_through_the_sdk
     with ThreadPoolExecutor(max_workers=args.threads) as pool:
-        list(pool.map(lambda i: renew(gateway), range(WARM_UP)))
+        list(pool.map(lambda i: one(gateway), range(WARM_UP)))
         cpu, wall = time.process_time(), time.perf_counter()
-        list(pool.map(lambda i: renew(gateway), range(args.renewals)))
+        list(pool.map(lambda i: one(gateway), range(args.renewals)))
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     calls = 2 * args.renewals
     print(
-        f"client={args.client} threads={args.threads} stripe_requests={calls} "
+        f"client={args.client} through={args.through} threads={args.threads} "
+        f"stripe_requests={calls} "
         f"cpu_ms_per_request={1000 * cpu / calls:.3f} wall_ms_per_request={1000 * wall / calls:.3f}"
     )
 
