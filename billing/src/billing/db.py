@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Annotated, TypeVar
 
@@ -87,6 +88,44 @@ _Row = TypeVar("_Row")
 # The rows this session's transaction holds `FOR UPDATE` (model, id): a second `lock_row` of one
 # of them is answered from the session without a round trip. Forgotten when any transaction or
 # savepoint of the session ends (a savepoint rolled back releases the locks taken inside it).
+# --- writes held for one statement -----------------------------------------------------------
+
+# session.info keys of the lists held by `written_together`, and what a commit would lose.
+_HELD: dict[str, str] = {}
+
+
+def holding(key: str, what: str) -> str:
+    """Register `key` as a list `written_together` may hold (`what`: its rows, for the error of a
+    commit that would lose them); returns the key."""
+    _HELD[key] = what
+    return key
+
+
+@asynccontextmanager
+async def written_together(session: AsyncSession, key: str, statement) -> AsyncIterator[None]:
+    """Inside, the rows callers append to `session.info[key]` (a `holding` key) are held and
+    written at the end with `statement` in one call, in the session's transaction (a batch of
+    renewals applies up to a hundred answers in one transaction: one statement instead of the
+    ORM's unit of work, or a statement, per row). Nothing inside may read those rows back, nor
+    roll a savepoint back (its rows would stay held); a commit while rows are held is refused
+    (`_nothing_held`), and the transaction changes nothing."""
+    session.info[key] = []
+    try:
+        yield
+        rows = session.info[key]
+        if rows:
+            await session.execute(statement, rows)
+    finally:
+        del session.info[key]
+
+
+@event.listens_for(Session, "before_commit")
+def _nothing_held(session: Session) -> None:
+    for key, what in _HELD.items():
+        if session.info.get(key):
+            raise RuntimeError(f"a commit inside written_together would lose {what}")
+
+
 _LOCKED_ROWS = "billing.locked_rows"
 
 

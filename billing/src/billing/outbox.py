@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, String, event, func, insert, text
+from sqlalchemy import BigInteger, DateTime, Index, Integer, String, func, insert, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.orm import Session as SyncSession
 
 from billing.access.cache import CATALOG_PAYLOAD, NOTIFY_SQL, user_payload
-from billing.db import Base
+from billing.db import Base, holding, written_together
 
 if TYPE_CHECKING:
     from billing.access.cache import AccessCache
@@ -58,9 +56,9 @@ class OutboxMessage(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
-_HELD_ROWS = "billing.held_outbox_rows"
 # A batch's rows in one statement, built once (no RETURNING: nothing reads their ids).
 _INSERT_ROWS = insert(OutboxMessage.__table__)
+_HELD_ROWS = holding("billing.held_outbox_rows", "outbox rows")
 
 
 def add(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
@@ -73,27 +71,12 @@ def add(session: AsyncSession, topic: str, payload: dict[str, Any]) -> None:
         session.add(OutboxMessage(topic=topic, payload=payload))
 
 
-@asynccontextmanager
-async def rows_written_together(session: AsyncSession) -> AsyncIterator[None]:
+def rows_written_together(session: AsyncSession):
     """Inside, the outbox rows the transaction adds are held and written at the end in one
-    statement (a batch of renewals adds two per renewal: the ORM's unit of work cost more than
-    the rest of each row's write, bench/README.md). Nothing inside reads the outbox, and there is
-    no savepoint to roll back inside (its rows would stay held); a commit with rows still held is
-    refused (`_no_held_rows`)."""
-    session.info[_HELD_ROWS] = []
-    try:
-        yield
-        rows = session.info[_HELD_ROWS]
-        if rows:
-            await session.execute(_INSERT_ROWS, rows)
-    finally:
-        del session.info[_HELD_ROWS]
-
-
-@event.listens_for(SyncSession, "before_commit")
-def _no_held_rows(session: SyncSession) -> None:
-    if session.info.get(_HELD_ROWS):
-        raise RuntimeError("a commit inside rows_written_together would lose outbox rows")
+    statement (`db.written_together`): a batch of renewals adds two per renewal, and the ORM's
+    unit of work cost more than the rest of each row's write (bench/README.md). Nothing inside
+    reads the outbox."""
+    return written_together(session, _HELD_ROWS, _INSERT_ROWS)
 
 
 def note_access_change(session: AsyncSession, user_id: uuid.UUID, reason: str) -> None:

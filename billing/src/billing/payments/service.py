@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, or_, select, text, update
+from sqlalchemy import func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Session as SyncSession
 
 from billing.clock import wall_now
 from billing.config import Settings
-from billing.db import lock_row
+from billing.db import holding, lock_row, written_together
 from billing.errors import PaymentNotFound
 from billing.outbox import note_access_change
 from billing.payments import state
@@ -195,28 +193,13 @@ _LEDGER_CHARGE = insert(LedgerEntry.__table__).on_conflict_do_nothing(
 )
 
 
-HELD_CHARGES = "billing.held_ledger_charges"
+HELD_CHARGES = holding("billing.held_ledger_charges", "ledger charges")
 
 
-@asynccontextmanager
-async def charges_written_together(session: AsyncSession) -> AsyncIterator[None]:
+def charges_written_together(session: AsyncSession):
     """Inside, the ledger charges of payments that succeed are held and written at the end in
-    one call (a batch of renewals applies up to a hundred answers in one transaction). Nothing
-    inside reads the ledger; a commit with charges still held is refused (`_no_held_charges`)."""
-    session.info[HELD_CHARGES] = []
-    try:
-        yield
-        charges = session.info[HELD_CHARGES]
-        if charges:
-            await session.execute(_LEDGER_CHARGE, charges)
-    finally:
-        del session.info[HELD_CHARGES]
-
-
-@event.listens_for(SyncSession, "before_commit")
-def _no_held_charges(session: SyncSession) -> None:
-    if session.info.get(HELD_CHARGES):
-        raise RuntimeError("a commit inside charges_written_together would lose ledger charges")
+    one call (`db.written_together`; nothing inside reads the ledger)."""
+    return written_together(session, HELD_CHARGES, _LEDGER_CHARGE)
 
 
 async def _on_succeeded(
