@@ -266,8 +266,9 @@ class Gateway:
         self.settings = settings
         self.differences = LocalstripeDifferences(settings.uses_localstripe)
         base_addresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else None
+        base_url = settings.stripe_api_base or stripe.DEFAULT_API_BASE
         self.http_client = http_client or Urllib3Client(
-            base_url=settings.stripe_api_base or stripe.DEFAULT_API_BASE,
+            base_url=base_url,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             read_timeout=settings.stripe_timeout_seconds,
             pool_size=settings.stripe_concurrency + SPARE_CONNECTIONS,
@@ -281,7 +282,7 @@ class Gateway:
         # A renewal's two requests (create, confirm) skip the SDK's objects: stripe_http.py.
         self.direct = DirectPosts(
             self.client,
-            base_url=settings.stripe_api_base or stripe.DEFAULT_API_BASE,
+            base_url=base_url,
             max_network_retries=settings.stripe_max_network_retries,
         )
 

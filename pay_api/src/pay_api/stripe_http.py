@@ -205,8 +205,8 @@ class DirectPosts:
 
     Per request the SDK built its headers anew (the client user-agent's JSON, the Python version),
     merged its options, formatted log lines it did not write and turned the answer into
-    `StripeObject`s: about as much CPU as the HTTP exchange under it (bench/README.md, "Stripe's
-    requests without the SDK's objects"). Here the headers are built once, the body is
+    `StripeObject`s: about as much CPU as the HTTP exchange under it (bench/README.md, "The Stripe
+    HTTP client": "Without the SDK's object layer"). Here the headers are built once, the body is
     `form_encoded`, and a 2xx answer's JSON is handed back as a dict. The contract is the SDK's:
 
     * the same request: method, URL, body and headers (Authorization, Stripe-Version,

@@ -31,7 +31,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, String, Uuid, any_, bindparam, select, text
 from sqlalchemy.dialects.postgresql import ARRAY, insert
@@ -159,9 +159,7 @@ def _register(
                 ).where(Customer.user_id == _any_uuid({c.user_id for c in charges}))
             )
         }
-        over = _whole(
-            session, [i for i, p in payments.items() if p.status in FINAL_PAYMENT_STATUSES]
-        )
+        over = _over(session, payments)
     cards: dict[uuid.UUID, tuple[str, str]] = {}
     for charge in charges:
         payment = payments[charge.payment_id]
@@ -186,8 +184,10 @@ def _register(
     return cards
 
 
-def _whole(session, ids: list[uuid.UUID]) -> dict[uuid.UUID, Payment]:
-    """These payments as objects (an answer), detached from `session`."""
+def _over(session, rows: dict[uuid.UUID, Any]) -> dict[uuid.UUID, Payment]:
+    """Of the payments read as `rows`, those already over, loaded whole (their answer) and
+    detached from `session`."""
+    ids = [i for i, row in rows.items() if row.status in FINAL_PAYMENT_STATUSES]
     if not ids:
         return {}
     payments = {
@@ -237,9 +237,7 @@ def _create_intents(
                 .with_for_update()
             )
         }
-        over = _whole(
-            session, [i for i, p in payments.items() if p.status in FINAL_PAYMENT_STATUSES]
-        )
+        over = _over(session, payments)
         to_create: list[RenewalChargeIn] = []
         for charge in charges:
             payment = payments.get(charge.payment_id)
