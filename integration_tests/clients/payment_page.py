@@ -54,6 +54,10 @@ class PaymentPage:
         if setup.status_code == 409:  # nothing left to pay: the page shows the payment's state
             status = self.status()
             return PaymentResult(status.get("status", "closed"), status)
+        if setup.status_code >= 500:
+            # No copy answered (say, nginx's 503 after a killed worker's keep-alive connection
+            # failed: a POST is never sent twice): the page shows the error, the user tries again.
+            return PaymentResult(f"http_{setup.status_code}", _json_or_text(setup))
         setup.raise_for_status()
         saved = self._confirm_card_setup(setup.json(), card_number, authenticate)
         if isinstance(saved, PaymentResult):
@@ -154,3 +158,11 @@ class PaymentPage:
 
     def status(self) -> dict[str, Any]:
         return self.page.get(f"{self.payment_url}/status").json()
+
+
+def _json_or_text(response: httpx.Response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"text": response.text}
+    return body if isinstance(body, dict) else {"body": body}
